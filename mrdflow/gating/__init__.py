@@ -1,0 +1,1 @@
+"""Gating templates, gate geometry, adaptive gates and the per-tube gating engine. Reads no files."""

@@ -1,0 +1,1 @@
+"""Sample QC: time/flow-rate stability, acquisition adequacy, hemodilution."""

@@ -1,0 +1,1 @@
+"""Per-sample QC reports and the batch summary (HTML, matplotlib plots)."""

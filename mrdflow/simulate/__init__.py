@@ -1,0 +1,1 @@
+"""Synthetic bone marrow and blood FCS files with per-event ground truth."""
