@@ -65,7 +65,7 @@ def patient_mrd(patient_id: str, rows: pd.DataFrame, *, required_sensitivity: fl
     """Summarise one patient's MRD rows (columns of mrd.csv, typed by :mod:`tables`)."""
     sel = rows[(rows["tissue"] == tissue) & (rows["method"].isin(methods))]
     if data_cutoff is not None:
-        sel = sel[sel["date"].map(lambda d: d <= data_cutoff)]
+        sel = sel.loc[[d <= data_cutoff for d in sel["date"]]]
     sel = sel.sort_values("date", kind="stable")
     timeline = [(r.date, classify_assessment(r.mrd_status, r.lod, required_sensitivity))
                 for r in sel.itertuples(index=False)]

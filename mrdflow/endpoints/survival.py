@@ -26,7 +26,6 @@ from typing import Sequence
 
 import numpy as np
 from lifelines import KaplanMeierFitter
-from lifelines.utils import median_survival_times
 
 from mrdflow.endpoints.criteria import DAYS_PER_MONTH
 
@@ -136,6 +135,14 @@ def _finite(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
+def quantile_time(times: np.ndarray, surv: np.ndarray, q: float = 0.5) -> float:
+    """First time at which a step survival curve is ≤ q (inf if never) — lifelines' rule, but with a 1e-12
+    tolerance: a product-limit value that is exactly q in exact arithmetic (e.g. 7/8·6/7·5/6·4/5·3/4·2/3 = 1/3
+    ... = 0.5) can come out as 0.5000000000000001 in floats, and lifelines would then call the median not reached."""
+    hit = np.flatnonzero(surv <= q + 1e-12)
+    return float(times[hit[0]]) if hit.size else math.inf
+
+
 def kaplan_meier(name: str, months: Sequence[float], events: Sequence[bool],
                  landmarks_months: Sequence[float] = ()) -> KmEstimate:
     """Kaplan–Meier fit (lifelines) → median with 95 % CI and landmark survival rates with 95 % CI."""
@@ -144,9 +151,12 @@ def kaplan_meier(name: str, months: Sequence[float], events: Sequence[bool],
     if t.size == 0:
         return KmEstimate(name, 0, 0, None, None, None)
     kmf = KaplanMeierFitter(alpha=0.05).fit(t, e)
-    ci = median_survival_times(kmf.confidence_interval_)
-    marks = {}
+    grid = kmf.survival_function_.index.to_numpy(float)
     band = kmf.confidence_interval_survival_function_
+    median = quantile_time(grid, kmf.survival_function_.iloc[:, 0].to_numpy(float))
+    ci_low = quantile_time(grid, band.iloc[:, 0].to_numpy(float))
+    ci_high = quantile_time(grid, band.iloc[:, 1].to_numpy(float))
+    marks = {}
     for m in landmarks_months:
         if m > t.max():
             continue  # beyond follow-up: not estimable
@@ -156,8 +166,7 @@ def kaplan_meier(name: str, months: Sequence[float], events: Sequence[bool],
     sf = kmf.survival_function_
     return KmEstimate(
         name=name, n=int(t.size), n_events=int(e.sum()),
-        median_months=_finite(kmf.median_survival_time_),
-        median_ci_low=_finite(ci.iloc[0, 0]), median_ci_high=_finite(ci.iloc[0, 1]),
+        median_months=_finite(median), median_ci_low=_finite(ci_low), median_ci_high=_finite(ci_high),
         landmarks=marks,
         times=tuple(float(x) for x in sf.index), survival=tuple(float(x) for x in sf.iloc[:, 0]),
         censor_times=tuple(float(x) for x in t[~e]),

@@ -6,7 +6,7 @@ quantity or an unparseable value raise :class:`StudyError` naming the table, the
 in the CSV below the header) and the column. Empty cells are "not done" (NaN / None).
 
 Typed columns: dates become :class:`datetime.date` (or None), numbers float64 (NaN when empty), enums lower-case
-str (or None). Every frame gains a ``_row`` column with the source row number so engines can cite it.
+str (or None). Every frame gains a ``source_row`` column with the source row number so engines can cite it.
 """
 
 from __future__ import annotations
@@ -277,17 +277,17 @@ def parse_table(
     for col in spec.columns:
         if col.kind in ("date", "enum", "id", "text"):
             result[col.name] = result[col.name].astype(object)
-    result["_row"] = range(1, len(result) + 1)
+    result["source_row"] = range(1, len(result) + 1)
     return result
 
 
 def _check_patients(df: pd.DataFrame, source: str) -> None:
     seen: dict[str, int] = {}
     for r in df.itertuples(index=False):
-        where = lambda col: _where(source, "patients", r._row, col)  # noqa: E731
+        where = lambda col: _where(source, "patients", r.source_row, col)  # noqa: E731
         if r.patient_id in seen:
             raise StudyError(f"{where('patient_id')}: duplicate patient {r.patient_id!r} (first at row {seen[r.patient_id]})")
-        seen[r.patient_id] = r._row
+        seen[r.patient_id] = r.source_row
         if r.birth_date is None and (isinstance(r.age_at_enrollment, float) and math.isnan(r.age_at_enrollment)):
             raise StudyError(f"{where('birth_date')}: expected birth_date or age_at_enrollment, found neither")
         if r.infusion_date is not None and r.infusion_date < r.enrollment_date:
@@ -314,12 +314,12 @@ def parse_patients(frame: pd.DataFrame, *, source: str) -> pd.DataFrame:
             value = getattr(r, name)
             if value is not None and r.diagnosis_date is not None and value < r.diagnosis_date:
                 raise StudyError(
-                    f"{_where(source, 'patients', r._row, name)}: date {value.isoformat()} is before the diagnosis "
+                    f"{_where(source, 'patients', r.source_row, name)}: date {value.isoformat()} is before the diagnosis "
                     f"date {r.diagnosis_date.isoformat()}"
                 )
         if r.diagnosis_date is None or r.enrollment_date is None:
             col = "diagnosis_date" if r.diagnosis_date is None else "enrollment_date"
-            raise StudyError(f"{_where(source, 'patients', r._row, col)}: expected a date, found an empty cell")
+            raise StudyError(f"{_where(source, 'patients', r.source_row, col)}: expected a date, found an empty cell")
     _check_patients(df, source)
     return df
 
@@ -342,7 +342,7 @@ class Tables:
 
 def empty_table(table: str) -> pd.DataFrame:
     """A typed, empty frame with the columns of ``table``."""
-    cols = [c.name for c in SPECS[table].columns] + ["_row"]
+    cols = [c.name for c in SPECS[table].columns] + ["source_row"]
     return pd.DataFrame({c: pd.Series([], dtype=object) for c in cols})
 
 
@@ -384,11 +384,11 @@ def _check_pk_infused(pk: pd.DataFrame, patients: pd.DataFrame, source: object) 
     for r in pk.itertuples(index=False):
         if infused.get(r.patient_id) is None:
             raise StudyError(
-                f"{_where(str(source), 'cart_pk', r._row, 'patient_id')}: patient {r.patient_id!r} has kinetics "
+                f"{_where(str(source), 'cart_pk', r.source_row, 'patient_id')}: patient {r.patient_id!r} has kinetics "
                 "samples but no infusion_date in the patients table"
             )
         if r.blq == "no" and math.isnan(r.copies_per_ug_gdna):
             raise StudyError(
-                f"{_where(str(source), 'cart_pk', r._row, 'copies_per_ug_gdna')}: expected a value for a quantifiable "
+                f"{_where(str(source), 'cart_pk', r.source_row, 'copies_per_ug_gdna')}: expected a value for a quantifiable "
                 "(blq = no) sample, found an empty cell"
             )
