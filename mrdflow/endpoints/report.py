@@ -144,10 +144,14 @@ def results_paragraph(res: "TrialResults") -> str:
     parts.append(f"The overall response rate (≥PR, {crit}, confirmed) was {_pct(e['orr'])}, with ≥VGPR in "
                  f"{_pct(e['vgpr_or_better_rate'])}, ≥CR in {_pct(e['crr'])} and sCR in {_pct(e['scr_rate'])}.")
     sens = f"{st.mrd.required_sensitivity:.0e}".replace("e-0", "e-")
-    parts.append(f"MRD negativity in {'bone marrow' if st.mrd.tissue == 'BM' else 'blood'} at a sensitivity of "
-                 f"{sens} was reached by {_pct(e['mrd_negative_rate_itt'])} (intention to treat) and "
-                 f"{_pct(e['mrd_negative_rate_evaluable'])} of MRD-evaluable patients; "
-                 f"{e['sustained_mrd_negative_rate_itt']['n']} had sustained MRD negativity (≥1 year).")
+    present = set(e.get("tables_present", ()))
+    if "mrd" not in present:
+        parts.append("MRD was not assessed (no MRD table).")
+    else:
+        parts.append(f"MRD negativity in {'bone marrow' if st.mrd.tissue == 'BM' else 'blood'} at a sensitivity of "
+                     f"{sens} was reached by {_pct(e['mrd_negative_rate_itt'])} (intention to treat) and "
+                     f"{_pct(e['mrd_negative_rate_evaluable'])} of MRD-evaluable patients; "
+                     f"{e['sustained_mrd_negative_rate_itt']['n']} had sustained MRD negativity (≥1 year).")
     pfs, os_ = res.km["pfs"], res.km["os"]
     land = []
     for key, km in (("PFS", pfs), ("OS", os_)):
@@ -157,7 +161,7 @@ def results_paragraph(res: "TrialResults") -> str:
                  + (f"; {', '.join(land)}" if land else "") + ".")
     if res.km["dor"].n:
         parts.append(f"Median duration of response was {_median_text(res.km['dor'])}.")
-    if "crs_rate" in e and e["n_infused"]:
+    if "crs_rate" in e and "icans_rate" in e and e["n_infused"]:
         crs_txt = (f"CRS occurred in {_pct(e['crs_rate'])} (grade ≥3: {e['crs_grade3plus_rate']['n']}; "
                    f"maximum grade {e['crs_grade_max']})")
         if e["crs_onset_median_days"] is not None:

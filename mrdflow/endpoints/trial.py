@@ -239,6 +239,7 @@ def summary_numbers(res: TrialResults, efficacy: list[str], infusions: Mapping[s
             "survival": st.survival.model_dump(), "kinetics": st.kinetics.model_dump(),
             "frailty": st.frailty.model_dump(), "days_per_month": C.DAYS_PER_MONTH,
         },
+        "tables_present": sorted(res.tables.present) if res.tables is not None else [],
         "n_enrolled": int(len(res.patients)), "n_infused": n_inf, "n_efficacy_population": n_eff,
         "best_response_counts": {lvl: best.count(lvl) for lvl in ("sCR", "CR", "VGPR", "PR", "MR", "SD", "PD", "NE")},
         "orr": _r(at_least("PR")), "crr": _r(at_least("CR")), "scr_rate": _r(at_least("sCR")),
@@ -259,7 +260,10 @@ def summary_numbers(res: TrialResults, efficacy: list[str], infusions: Mapping[s
         "tlast_median_days": pk_l.median, "tlast_range_days": _range(pk_l),
         "pk_units": {"cmax": "copies/ug gDNA", "auc0_28": "day*copies/ug gDNA", "tmax": "days since infusion"},
     }
+    present = set(out["tables_present"])
     for name, eps in (("crs", crs), ("icans", icans)):
+        if name not in present:
+            continue
         occurred = [e for e in eps if e.occurred]
         onset, dur = summarise(e.onset_day for e in occurred), summarise(e.duration_days for e in occurred)
         out.update({
