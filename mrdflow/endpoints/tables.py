@@ -220,7 +220,7 @@ def read_csv_text(path: str | Path, table: str) -> pd.DataFrame:
     """Read a CSV as strings (no NA guessing), stripped, lower-case column names."""
     path = Path(path)
     try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, comment=None)
+        frame = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True, encoding="utf-8-sig")
     except (OSError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         raise StudyError(f"{path} (table '{table}'): cannot read CSV ({exc})") from exc
     return frame
