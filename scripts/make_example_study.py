@@ -205,7 +205,7 @@ def main(out: Path) -> None:
                 val = cmax * 0.5 ** ((day - tmax) / half)
             if val is not None:
                 val = round(val * float(RNG.uniform(0.85, 1.15)))
-            if pid == "P04" and day == 56:  # one BLQ between quantifiable samples (dropped by the positional rule)
+            if pid == "P04" and day == 21:  # one BLQ between quantifiable samples (dropped by the positional rule)
                 val = None
             blq = val is None or val < LLOQ
             krow.append([pid, day, None if blq else val, "yes" if blq else "no", LLOQ])

@@ -209,7 +209,8 @@ def render_report(res: "TrialResults") -> str:
         ("CRS (any grade)", "crs_rate"), ("CRS grade ≥3", "crs_grade3plus_rate"),
         ("ICANS (any grade)", "icans_rate"), ("ICANS grade ≥3", "icans_grade3plus_rate"),
     ) if key in e]
-    km_rows = [(k.upper(), res.km[k].n, res.km[k].n_events, res.km[k].median_text(),
+    names = {"pfs": "PFS", "os": "OS", "dor": "DOR", "followup": "Follow-up (reverse KM)"}
+    km_rows = [(names[k], res.km[k].n, res.km[k].n_events, res.km[k].median_text(),
                 "; ".join(f"{m:g} mo {100 * r:.0f}% ({100 * lo:.0f}–{100 * hi:.0f})"
                           for m, (r, lo, hi) in res.km[k].landmarks.items()))
                for k in ("pfs", "os", "dor", "followup")]
