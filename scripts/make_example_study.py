@@ -125,7 +125,7 @@ AES = [  # (patient, term, onset day, end day, grade, serious)
     ("P04", "Neutropenia", 3, 25, 4, "no"), ("P04", "ICANS", 7, 9, 3, "yes"),
     ("P04", "Cytokine release syndrome", 5, 6, 1, "no"), ("P04", "Pneumonia", 120, 140, 3, "yes"),
     ("P05", "Neutropenia", 5, 16, 3, "no"), ("P05", "Anaemia", 6, 30, 2, "no"),
-    ("P06", "Neutropenia", 3, 20, 4, "no"), ("P06", "Cytokine release syndrome", 2, 4, 2, "no"),
+    ("P06", "Neutropenia", 3, 20, 4, "no"), ("P06", "Cytokine release syndrome", 2, 4, None, "no"),  # not graded at source: derived
     ("P06", "Upper respiratory tract infection", 80, 90, 2, "no"),
     ("P07", "Neutropenia", 4, 15, 3, "no"), ("P07", "Cytokine release syndrome", 1, 1, 1, "no"),
     ("P08", "Neutropenia", 2, 40, 4, "no"), ("P08", "Cytokine release syndrome", 2, 3, 2, "no"),

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from mrdflow.endpoints.safety import (crs_day_grade, ctcae_grade, icans_day_grade, summarise_daily, teae_table,
-                                      worst_cytopenias)
+                                      treatment_emergent, worst_cytopenias)
 
 LLN = {"wbc_10e9_l": 4.0, "anc_10e9_l": 1.8, "hb_g_dl": 12.0, "plt_10e9_l": 150.0, "alc_10e9_l": 1.0}
 
@@ -93,10 +93,23 @@ def test_teae_incidence_counts_patients_once_and_only_after_infusion():
         "onset_date": [dt.date(2024, 1, 12), dt.date(2024, 2, 1), dt.date(2024, 1, 5), dt.date(2024, 1, 20),
                        dt.date(2024, 1, 20)],
         "grade": [2.0, 4.0, 4.0, 2.0, 3.0],
+        "serious": ["no"] * 5,
     })
-    t = teae_table(ae, inf, dt.date(2025, 1, 1)).set_index("term")
-    assert t.loc["Neutropenia", "n_any"] == 1 and t.loc["Neutropenia", "n_grade3plus"] == 1  # B's was pre-infusion
+    te = treatment_emergent(ae, inf, dt.date(2025, 1, 1))
+    assert len(te) == 3  # B's pre-infusion neutropenia and non-infused D are not TEAEs
+    t = teae_table(te, 3).set_index("term")
+    assert t.loc["Neutropenia", "n_any"] == 1 and t.loc["Neutropenia", "n_grade3plus"] == 1
     assert t.loc["Anaemia", "n_grade3plus"] == 0 and (t["n_infused"] == 3).all()
+
+
+def test_missing_source_grade_is_derived_for_crs_icans_and_cytopenias():
+    inf = {"A": dt.date(2024, 1, 10)}
+    ae = pd.DataFrame({"patient_id": ["A"] * 3, "term": ["Cytokine release syndrome", "Neutropenia", "Rash"],
+                       "onset_date": [dt.date(2024, 1, 12)] * 3, "grade": [float("nan")] * 3})
+    te = treatment_emergent(ae, inf, dt.date(2025, 1, 1), {("A", "crs"): 3, ("A", "anc_10e9_l"): 4})
+    assert te["grade"].tolist()[:2] == [3.0, 4.0] and te["grade_source"].tolist() == ["derived", "derived", "unknown"]
+    t = teae_table(te, 1).set_index("term")
+    assert t.loc["Rash", "n_any"] == 1 and t.loc["Rash", "n_grade3plus"] == 0
 
 
 def test_worst_cytopenia_per_patient_within_window():

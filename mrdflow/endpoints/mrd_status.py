@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from mrdflow.endpoints.criteria import SUSTAINED_MRD_MIN_DAYS
+
 
 def classify_assessment(status: str, lod: float, required_sensitivity: float) -> str:
     """One assessment → "negative", "positive" or "not_evaluable" (see module docstring)."""
@@ -60,7 +62,7 @@ def sustained_negativity(timeline: list[tuple[dt.date, str]], min_days: int) -> 
 
 
 def patient_mrd(patient_id: str, rows: pd.DataFrame, *, required_sensitivity: float, tissue: str = "BM",
-                methods: tuple[str, ...] = ("NGF", "NGS"), min_days: int = 365,
+                methods: tuple[str, ...] = ("NGF", "NGS"), min_days: int = SUSTAINED_MRD_MIN_DAYS,
                 data_cutoff: dt.date | None = None) -> PatientMrd:
     """Summarise one patient's MRD rows (columns of mrd.csv, typed by :mod:`tables`)."""
     sel = rows[(rows["tissue"] == tissue) & (rows["method"].isin(methods))]

@@ -12,7 +12,8 @@
 * **Episodes**: consecutive calendar days with grade ≥ 1; onset = days since infusion of the first such day;
   duration = days from onset to the last day of that first episode, inclusive.
 * **TEAE**: adverse events with onset on/after infusion and on/before the cut-off, in infused patients; incidence
-  per term (any grade, grade ≥ 3) over all infused patients.
+  per term (any grade, grade ≥ 3) over all infused patients. A TEAE without a source grade takes the derived grade
+  (CRS/ICANS from the daily tables, cytopenias from labs) when its term is one of :data:`DERIVED_TERMS`.
 """
 
 from __future__ import annotations
@@ -157,19 +158,47 @@ def icans_episodes(icans: pd.DataFrame, infusions: Mapping[str, dt.date], cutoff
     return out
 
 
-def teae_table(ae: pd.DataFrame, infusions: Mapping[str, dt.date], cutoff: dt.date) -> pd.DataFrame:
-    """TEAE incidence per term: patients with any grade and with grade ≥ 3 (worst grade per patient and term).
+#: AE terms (lower case) whose missing source grade is derived from the daily CRS/ICANS tables or from labs
+DERIVED_TERMS = {
+    "cytokine release syndrome": "crs", "crs": "crs",
+    "icans": "icans", "immune effector cell-associated neurotoxicity syndrome": "icans",
+    "neutrophil count decreased": "anc_10e9_l", "neutropenia": "anc_10e9_l",
+    "white blood cell decreased": "wbc_10e9_l", "leukopenia": "wbc_10e9_l",
+    "platelet count decreased": "plt_10e9_l", "thrombocytopenia": "plt_10e9_l",
+    "anemia": "hb_g_dl", "anaemia": "hb_g_dl",
+    "lymphocyte count decreased": "alc_10e9_l", "lymphopenia": "alc_10e9_l",
+}
 
-    Columns: term, n_any, n_grade3plus, n_infused.
+
+def treatment_emergent(ae: pd.DataFrame, infusions: Mapping[str, dt.date], cutoff: dt.date,
+                       derived: Mapping[tuple[str, str], int] | None = None) -> pd.DataFrame:
+    """TEAEs (onset from infusion to cut-off, infused patients) with a grade for every row where one is known.
+
+    An empty source grade is filled from ``derived`` — (patient_id, key) → worst derived grade, keys as in
+    :data:`DERIVED_TERMS` — and otherwise stays missing (counted in "any grade", never in "grade ≥ 3").
+    Columns: patient_id, term, onset_date, grade (float, NaN = unknown), grade_source, serious.
     """
-    n = len(infusions)
-    te = [(r.patient_id, r.term.strip(), int(r.grade)) for r in ae.itertuples(index=False)
-          if r.patient_id in infusions and infusions[r.patient_id] <= r.onset_date <= cutoff]
-    df = pd.DataFrame(te, columns=["patient_id", "term", "grade"])
-    if df.empty:
+    derived = derived or {}
+    rows = []
+    for r in ae.itertuples(index=False):
+        if r.patient_id not in infusions or not (infusions[r.patient_id] <= r.onset_date <= cutoff):
+            continue
+        grade, source = r.grade, "source"
+        if grade != grade:  # NaN: not graded at source
+            key = DERIVED_TERMS.get(r.term.strip().lower())
+            got = derived.get((r.patient_id, key)) if key else None
+            grade, source = (float(got), "derived") if got else (math.nan, "unknown")
+        rows.append((r.patient_id, r.term.strip(), r.onset_date, grade, source, getattr(r, "serious", None)))
+    return pd.DataFrame(rows, columns=["patient_id", "term", "onset_date", "grade", "grade_source", "serious"])
+
+
+def teae_table(teae: pd.DataFrame, n_infused: int) -> pd.DataFrame:
+    """TEAE incidence per term over the infused patients: patients with any grade and with grade ≥ 3 (worst grade
+    per patient and term). Columns: term, n_any, n_grade3plus, n_infused."""
+    if teae.empty:
         return pd.DataFrame(columns=["term", "n_any", "n_grade3plus", "n_infused"])
-    worst = df.groupby(["term", "patient_id"], as_index=False)["grade"].max()
+    worst = teae.groupby(["term", "patient_id"], as_index=False)["grade"].max()
     table = worst.groupby("term").agg(n_any=("patient_id", "nunique"),
                                       n_grade3plus=("grade", lambda g: int((g >= 3).sum()))).reset_index()
-    table["n_infused"] = n
+    table["n_infused"] = n_infused
     return table.sort_values(["n_any", "term"], ascending=[False, True], kind="stable").reset_index(drop=True)

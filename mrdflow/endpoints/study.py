@@ -54,11 +54,11 @@ class FrailtyRules(_Strict):
     """Frailty scale direction (DOMAIN §9) and IMWG-CGA cut-offs [U]."""
 
     scale_direction: Literal["standard", "inverted"] = "standard"
-    age_1pt_above: int = 75
-    age_2pt_above: int = 80
-    cci_min: float = 2
-    adl_max: float = 4
-    iadl_max: float = 5
+    age_1pt_above: int = C.FrailtyCutoffs.age_1pt_above
+    age_2pt_above: int = C.FrailtyCutoffs.age_2pt_above
+    cci_min: float = C.FrailtyCutoffs.cci_min
+    adl_max: float = C.FrailtyCutoffs.adl_max
+    iadl_max: float = C.FrailtyCutoffs.iadl_max
 
     def cutoffs(self) -> C.FrailtyCutoffs:
         return C.FrailtyCutoffs(self.age_1pt_above, self.age_2pt_above, self.cci_min, self.adl_max, self.iadl_max)

@@ -56,6 +56,7 @@ class TrialResults:
     frailty: pd.DataFrame
     results_text: str = ""
     tables: Tables | None = field(default=None, repr=False)
+    teae_rows: pd.DataFrame | None = field(default=None, repr=False)  # one row per TEAE, grades filled
 
 
 def _iso(d: dt.date | None) -> str:
@@ -157,11 +158,15 @@ def analyse(study: Study, t: Tables) -> TrialResults:
     for e, name in [(e, "crs") for e in crs] + [(e, "icans") for e in icans]:
         rows[e.patient_id].update({f"{name}_max_grade": e.max_grade, f"{name}_onset_day": e.onset_day,
                                    f"{name}_duration_days": e.duration_days})
-    teae = safety.teae_table(t.adverse_events, infusions, cutoff)
     cyto = pd.DataFrame()
     if "labs" in t.present and study.lln is not None:
         windows = {pid: (inf, cutoff) for pid, inf in infusions.items()}
         cyto = safety.worst_cytopenias(t.labs, study.ctcae_version, study.lln.model_dump(), windows)
+    derived = {(e.patient_id, "crs"): e.max_grade for e in crs} | {(e.patient_id, "icans"): e.max_grade for e in icans}
+    for r in cyto.itertuples(index=False):
+        derived[(r.patient_id, r.column)] = int(r.worst_grade)
+    teae_rows = safety.treatment_emergent(t.adverse_events, infusions, cutoff, derived)
+    teae = safety.teae_table(teae_rows, len(infusions))
 
     # frailty
     frail_rows = []
@@ -193,7 +198,8 @@ def analyse(study: Study, t: Tables) -> TrialResults:
     patient_df = pd.DataFrame(list(rows.values()))
     visit_df = pd.DataFrame(visit_rows, columns=["patient_id", "date", "category_unconfirmed", "confirmed_level",
                                                  "needs_confirmation", "reasons"])
-    res = TrialResults(study, patient_df, visit_df, {}, responses, mrds, km, pk, teae, cyto, frail, tables=t)
+    res = TrialResults(study, patient_df, visit_df, {}, responses, mrds, km, pk, teae, cyto, frail, tables=t,
+                       teae_rows=teae_rows)
     res.endpoints = summary_numbers(res, efficacy, infusions, crs, icans, cut)
     from mrdflow.endpoints.report import results_paragraph  # late import: report imports this module's types
     res.results_text = results_paragraph(res)
@@ -276,7 +282,11 @@ def summary_numbers(res: TrialResults, efficacy: list[str], infusions: Mapping[s
         })
     out["ae_any_grade_rate"] = {r.term: _r(rate(int(r.n_any), n_inf)) for r in res.teae.itertuples(index=False)}
     out["ae_grade3plus_rate"] = {r.term: _r(rate(int(r.n_grade3plus), n_inf)) for r in res.teae.itertuples(index=False)}
-    out["teae_any_rate"] = _r(rate(len({p for p in _teae_patients(res, infusions)}), n_inf))
+    te = res.teae_rows if res.teae_rows is not None else pd.DataFrame(columns=["patient_id", "grade", "serious"])
+    out["teae_any_rate"] = _r(rate(te["patient_id"].nunique(), n_inf))
+    out["teae_grade3plus_any_term_rate"] = _r(rate(te.loc[te["grade"] >= 3, "patient_id"].nunique(), n_inf))
+    out["serious_teae_rate"] = _r(rate(te.loc[te["serious"] == "yes", "patient_id"].nunique(), n_inf))
+    out["teae_ungraded_n"] = int(te["grade"].isna().sum())
     if not res.cytopenias.empty:
         g = res.cytopenias
         out["cytopenia_grade3plus_rate"] = {
@@ -293,12 +303,6 @@ def summary_numbers(res: TrialResults, efficacy: list[str], infusions: Mapping[s
         out["frailty_worsened_n"] = int((cat_change["frailty_score_change"] > 0).sum())
         out["frailty_improved_n"] = int((cat_change["frailty_score_change"] < 0).sum())
     return out
-
-
-def _teae_patients(res: TrialResults, infusions) -> set[str]:
-    ae = res.tables.adverse_events if res.tables is not None else pd.DataFrame()
-    return {r.patient_id for r in ae.itertuples(index=False)
-            if r.patient_id in infusions and infusions[r.patient_id] <= r.onset_date <= res.study.data_cutoff}
 
 
 def _json_default(o):
