@@ -51,6 +51,8 @@ def test_example_tables_load(study_dir):
     ("cga", 1, "adl", "7", "expected a number ≤ 6"),
     ("adverse_events", 2, "grade", "2.5", "expected a whole number"),
     ("patients", 3, "enrollment_date", "2001-01-01", "before the diagnosis date"),
+    ("patients", 2, "last_contact_date", "2024-01-01", "is before enrollment"),
+    ("assessments", 32, "date", "2025-05-01", "after the death date 2025-02-23 of patient 'P04'"),
 ])
 def test_bad_value_names_table_row_and_column(study_dir, table, row, column, value, message):
     _edit(study_dir / f"{table}.csv", row, column, value)

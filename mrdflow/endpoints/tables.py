@@ -1,8 +1,8 @@
 """Clinical tables (CSV or a pandas DataFrame) → validated, typed DataFrames.
 
 Each table has a :class:`TableSpec`: required and optional columns with a kind (id, date, number, enum ...).
-Unknown columns are ignored; a missing required column, an unknown patient, a date before diagnosis, a negative
-quantity or an unparseable value raise :class:`StudyError` naming the table, the 1-based data row (as counted
+Unknown columns are ignored; a missing required column, an unknown patient, a date before diagnosis (or after
+death), a negative quantity or an unparseable value raise :class:`StudyError` naming the table, the 1-based data row (as counted
 in the CSV below the header) and the column. Empty cells are "not done" (NaN / None).
 
 Typed columns: dates become :class:`datetime.date` (or None), numbers float64 (NaN when empty), enums lower-case
@@ -253,6 +253,7 @@ def parse_table(
         )
     out: dict[str, list] = {c.name: [] for c in spec.columns}
     diagnosis = {} if patients is None else dict(zip(patients["patient_id"], patients["diagnosis_date"]))
+    death = {} if patients is None else dict(zip(patients["patient_id"], patients["death_date"]))
     for i, raw in enumerate(frame.itertuples(index=False), start=1):
         row = dict(zip(frame.columns, raw))
         for col in spec.columns:
@@ -272,6 +273,11 @@ def parse_table(
                     raise StudyError(
                         f"{_where(source, table, i, name)}: date {value.isoformat()} is before the diagnosis date "
                         f"{diagnosis[pid].isoformat()} of patient {pid!r}"
+                    )
+                if value is not None and death[pid] is not None and value > death[pid]:
+                    raise StudyError(
+                        f"{_where(source, table, i, name)}: date {value.isoformat()} is after the death date "
+                        f"{death[pid].isoformat()} of patient {pid!r}"
                     )
     result = pd.DataFrame(out, columns=[c.name for c in spec.columns])
     for col in spec.columns:
@@ -298,6 +304,10 @@ def _check_patients(df: pd.DataFrame, source: str) -> None:
             raise StudyError(f"{where('death_cause')}: death cause {r.death_cause!r} given without a death_date")
         if r.death_date is not None and r.death_cause is None:
             raise StudyError(f"{where('death_cause')}: expected 'disease' or 'other' for a patient with a death_date")
+        if r.last_contact_date < r.enrollment_date:
+            raise StudyError(f"{where('last_contact_date')}: last contact {r.last_contact_date} is before enrollment {r.enrollment_date}")
+        if r.death_date is not None and r.death_date < r.enrollment_date:
+            raise StudyError(f"{where('death_date')}: death {r.death_date} is before enrollment {r.enrollment_date}")
         if r.death_date is not None and r.last_contact_date > r.death_date:
             raise StudyError(f"{where('last_contact_date')}: last contact {r.last_contact_date} is after death {r.death_date}")
 
