@@ -253,7 +253,8 @@ def parse_table(
         )
     out: dict[str, list] = {c.name: [] for c in spec.columns}
     diagnosis = {} if patients is None else dict(zip(patients["patient_id"], patients["diagnosis_date"]))
-    death = {} if patients is None else dict(zip(patients["patient_id"], patients["death_date"]))
+    death = {} if patients is None or "death_date" not in patients else dict(zip(patients["patient_id"],
+                                                                                patients["death_date"]))
     for i, raw in enumerate(frame.itertuples(index=False), start=1):
         row = dict(zip(frame.columns, raw))
         for col in spec.columns:
@@ -274,7 +275,7 @@ def parse_table(
                         f"{_where(source, table, i, name)}: date {value.isoformat()} is before the diagnosis date "
                         f"{diagnosis[pid].isoformat()} of patient {pid!r}"
                     )
-                if value is not None and death[pid] is not None and value > death[pid]:
+                if value is not None and death.get(pid) is not None and value > death[pid]:
                     raise StudyError(
                         f"{_where(source, table, i, name)}: date {value.isoformat()} is after the death date "
                         f"{death[pid].isoformat()} of patient {pid!r}"
