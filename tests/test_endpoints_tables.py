@@ -122,3 +122,11 @@ def test_mrd_source_can_be_a_dataframe(study_dir):
     bad = frame.assign(patient_id=["Q1"])
     with pytest.raises(StudyError, match=r"<mrd frame> \(table 'mrd'\), row 1, column 'patient_id': unknown patient"):
         load_tables(s.tables, overrides={"mrd": bad})
+
+
+def test_unquoted_ctcae_version_and_defaults(study_dir):
+    path = study_dir / "study.yaml"
+    path.write_text(path.read_text().replace('ctcae_version: "5.0"', "ctcae_version: 6.0"))
+    s = load_study(path)
+    assert s.ctcae_version == "6.0" and s.mrd.required_sensitivity == 1e-5 and s.frailty.adl_max == 4
+    assert all(p.is_absolute() and p.is_file() for p in s.tables.values())

@@ -345,8 +345,8 @@ def write_outputs(res: TrialResults, out_dir: Path, *, html: bool = True) -> dic
     }
     _write_atomic(paths["patient_response"], res.patients.to_csv(index=False))
     _write_atomic(paths["assessment_response"], res.visits.to_csv(index=False))
-    _write_atomic(paths["endpoints"], json.dumps(_clean(res.endpoints), indent=2, default=_json_default,
-                                                 ensure_ascii=False) + "\n")
+    text = json.dumps(_clean(res.endpoints), indent=2, default=_json_default, allow_nan=False, ensure_ascii=False)
+    _write_atomic(paths["endpoints"], text + "\n")
     if html:
         from mrdflow.endpoints.report import render_report
         paths["report"] = out_dir / "trial_report.html"
