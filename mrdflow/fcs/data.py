@@ -68,21 +68,26 @@ def decode(fh, path: object, start: int, length: int, n_events: int, layout: Lay
         if layout.order != _native():
             out.view(np.uint32).byteswap(inplace=True)
         return out
-    with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+    mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
         raw = np.frombuffer(mm, dtype=np.uint8, count=length, offset=start)
-        try:
-            if layout.kind == "float":
+        if layout.kind == "float":
+            with np.errstate(over="ignore"):  # float64 beyond float32 range → ±inf, reported by the caller
                 _decode_uniform(raw, out, np.dtype(layout.order + "f8"), None)
-            elif layout.kind == "int":
-                _decode_int(raw, out, layout)
-            elif layout.kind == "packed":
-                _decode_packed(raw, out, layout)
-            elif layout.kind == "ascii":
-                _decode_ascii_fixed(raw, out, layout, path)
-            else:
-                _decode_ascii_delimited(raw, out, path)
-        finally:
-            del raw  # release the buffer before the map closes
+        elif layout.kind == "int":
+            _decode_int(raw, out, layout)
+        elif layout.kind == "packed":
+            _decode_packed(raw, out, layout)
+        elif layout.kind == "ascii":
+            _decode_ascii_fixed(raw, out, layout, path)
+        else:
+            _decode_ascii_delimited(raw, out, path)
+        del raw
+    finally:
+        try:
+            mm.close()
+        except BufferError:  # a view is still held by an exception's traceback; garbage collection closes it
+            pass
     return out
 
 

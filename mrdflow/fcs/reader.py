@@ -156,6 +156,8 @@ def read_fcs(
             warnings = list(ds.warnings)
             start, length, n_events, layout = locate_data(fh, path, size, ds, warnings)
             events = decode(fh, path, start, length, n_events, layout)
+            if layout.kind == "float" and layout.widths[0] == 64 and not np.isfinite(events).all():
+                warnings.append("some float64 values are beyond float32 range (or NaN) and read as ±inf/NaN")
     except FcsError:
         raise
     except OSError as exc:
