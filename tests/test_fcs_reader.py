@@ -309,3 +309,12 @@ def test_linearize_log_channel_and_gain(tmp_path):
     np.testing.assert_array_equal(data.events[:, 0], (10 ** (4 * raw[:, 0] / 1024)).astype(np.float32))
     np.testing.assert_array_equal(data.events[:, 1], (raw[:, 1] / 2).astype(np.float32))
     np.testing.assert_array_equal(data.events[:, 2], EVENTS[:, 2])  # $PnG 0 means no gain
+
+
+@pytest.mark.parametrize("chunk", [6, 8, 1 << 16])
+def test_big_endian_float_swap_across_read_chunks(tmp_path, monkeypatch, chunk):
+    """Big-endian float32 is swapped chunk by chunk while read; chunk edges inside a word are handled."""
+    from mrdflow.fcs import data as data_module
+
+    monkeypatch.setattr(data_module, "_READ_CHUNK", chunk)
+    np.testing.assert_array_equal(read_fcs(f32_file(tmp_path, order=">")).events, EVENTS)

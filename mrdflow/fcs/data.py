@@ -64,9 +64,7 @@ def decode(fh, path: object, start: int, length: int, n_events: int, layout: Lay
     if n_events == 0 or n_par == 0:
         return out
     if layout.kind == "float" and layout.widths[0] == 32:
-        _read_into(fh, path, start, out)
-        if layout.order != _native():
-            out.view(np.uint32).byteswap(inplace=True)
+        _read_into(fh, path, start, out, swap=layout.order != _native())
         return out
     mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
     try:
@@ -95,14 +93,28 @@ def _native() -> str:
     return "<" if np.little_endian else ">"
 
 
-def _read_into(fh, path: object, start: int, out: np.ndarray) -> None:
+_READ_CHUNK = 1 << 16  # bytes; swapping each chunk while it is still in L2 cache is nearly free
+
+
+def _read_into(fh, path: object, start: int, out: np.ndarray, swap: bool) -> None:
+    """Read DATA straight into ``out`` (one copy, like ``np.fromfile``), byte-swapping chunk by chunk."""
     fh.seek(start)
-    view = memoryview(out).cast("B")
+    words = out.reshape(-1).view(np.uint32)
+    view = memoryview(words).cast("B")
     got = 0
+    step = _READ_CHUNK if swap else len(view)
     while got < len(view):
-        n = fh.readinto(view[got:])
+        n = fh.readinto(view[got : got + step])
         if not n:
             raise FcsError(path, f"DATA truncated: expected {len(view)} bytes from byte {start}, file ended after {got}")
+        if swap:
+            if n % 4:  # rare short read mid-word: finish the word before swapping
+                rest = 4 - n % 4
+                more = fh.readinto(view[got + n : got + n + rest])
+                if more != rest:
+                    raise FcsError(path, f"DATA truncated at byte {start + got + n + (more or 0)}")
+                n += rest
+            words[got // 4 : (got + n) // 4].byteswap(inplace=True)
         got += n
 
 
