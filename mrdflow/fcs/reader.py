@@ -8,7 +8,6 @@ files whose TEXT offsets disagree with a correct HEADER.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Literal
 import numpy as np
 
 from mrdflow.errors import FcsError, SpilloverError
-from mrdflow.fcs.data import Layout, decode
+from mrdflow.fcs.data import decode
 from mrdflow.fcs.layout import DataSet, locate_data, parse_dataset
 from mrdflow.fcs.spill import Spillover, spillover_from_keywords
 from mrdflow.fcs.text import Keywords
@@ -162,7 +161,7 @@ def read_fcs(
         raise
     except OSError as exc:
         raise FcsError(path, f"cannot read file: {exc.strerror or exc}") from None
-    except (ValueError, IndexError, TypeError, OverflowError, MemoryError, UnicodeError) as exc:  # last resort
+    except (ValueError, IndexError, TypeError, OverflowError, UnicodeError) as exc:  # last resort
         raise FcsError(path, f"unreadable FCS file ({type(exc).__name__}: {exc})") from None
     channels = ds.channels
     spillover = None
