@@ -205,3 +205,18 @@ def test_every_disagreement_entry_names_a_corpus_file():
         pytest.skip(f"shared FCS corpus not found under {CORPUS}")
     assert {name for name, _, _ in DISAGREE} <= set(FILES)
     assert set(REJECTED) <= set(FILES)
+
+
+@pytest.mark.parametrize(
+    "name,expected",
+    [
+        ("cytoflow__cytoflow__FACEJava__src__org__flowcyt__facejava__fcsdata__test__files__ascii-2_events_missing_parameter_names@3cc6e2e.fcs",
+         [[125, 150, 175, 150], [150, 125, 150, 175]]),  # DATA bytes: b" 125 150 175 150 150 125 150 175", $PnB 4
+        ("cytoflow__cytoflow__FACEJava__src__org__flowcyt__facejava__fcsdata__test__files__invalid-no_crc@abc3174.fcs",
+         [[100, 200], [100, 200], [300, 400], [300, 400]]),
+    ],
+)
+def test_ascii_files_no_oracle_reads_match_their_bytes(name, expected):
+    """flowio and fcsparser read no ASCII data; these values were checked against the DATA bytes by hand."""
+    data = read_fcs(shared_path("fcs_corpus", "files", name))
+    np.testing.assert_array_equal(data.events, expected)

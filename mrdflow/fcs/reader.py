@@ -239,11 +239,14 @@ def _linearize(data: FcsData) -> None:
         if scale_log and not ch.range > 0:
             raise FcsError(data.path, f"channel {ch.name}: $P{ch.index + 1}E is log but $P{ch.index + 1}R is {ch.range}; cannot linearize")
         col = data.events[:, ch.index].astype(np.float64)
-        if scale_time:
-            col = col * timestep
-        if scale_log:
-            col = (10 ** (ch.log_decades * col / ch.range)) * (ch.log_offset or 1.0)
-        if scale_gain:
-            col = col / gain
-        data.events[:, ch.index] = col
+        with np.errstate(over="ignore"):
+            if scale_time:
+                col = col * timestep
+            if scale_log:
+                col = (10 ** (ch.log_decades * col / ch.range)) * (ch.log_offset or 1.0)
+            if scale_gain:
+                col = col / gain
+            data.events[:, ch.index] = col
+        if scale_log and not np.isfinite(data.events[:, ch.index]).all():
+            data.warnings.append(f"channel {ch.name}: log decoding overflowed float32 for some events (read as inf)")
     data.linearized = True
