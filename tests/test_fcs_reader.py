@@ -103,6 +103,17 @@ def test_missing_final_delimiter_and_trailing_padding(tmp_path):
     assert any("padding after its final delimiter" in w for w in data.warnings)
 
 
+def test_empty_values_written_as_doubled_delimiters_attune_style(tmp_path):
+    keywords = basic_keywords(2, F_PARAMS, "F", "4,3,2,1")
+    keywords.update({"$INST": "", "$CYT": "Attune", "$COM": "", "$LOST": ""})
+    data = read_fcs(f32_file(tmp_path, extra={"$INST": "", "$CYT": "Attune", "$COM": "", "$LOST": ""},
+                             text_padding=b"      "))
+    assert data.keywords["$INST"] == "" and data.keywords["$CYT"] == "Attune" and data.keywords["$LOST"] == ""
+    np.testing.assert_array_equal(data.events, EVENTS)
+    assert any("empty values (not escapes): $INST, $COM, $LOST" in w for w in data.warnings)
+    assert not any("padding" in w for w in data.warnings)
+
+
 def test_latin1_values_fall_back_with_a_warning(tmp_path):
     data = read_fcs(f32_file(tmp_path, extra={"$OP": "Ren\xe9".encode("latin-1"), "$SRC": "B\u00f6hm"}))
     assert data.keywords["$OP"] == "René"

@@ -127,6 +127,7 @@ def parse_text(raw: bytes, path: object, warnings: list[str], what: str = "TEXT"
         raw, delim = stripped, stripped[0:1]
     raw = bytes(raw)
     tokens = _split_escaped(raw, delim)
+    n_warnings = len(warnings)
     if (len(tokens) % 2 and tokens and tokens[-1][1] is False and raw.endswith(delim * 2)
             and tokens[-1][0].endswith(delim)):
         # "key<d><d>" at the very end: an empty last value, not an escaped delimiter (e.g. CellQuest)
@@ -141,6 +142,18 @@ def parse_text(raw: bytes, path: object, warnings: list[str], what: str = "TEXT"
                 warnings.append(f"{what} segment has {len(last)} byte(s) of padding after its final delimiter")
         else:
             warnings.append(f"{what} segment does not end with its delimiter {delim!r}; last value read to the segment end")
+    if len(tokens) % 2 or any(delim in tokens[i][0] for i in range(0, len(tokens) - 1, 2)):
+        # the escape reading left a key without a value or put a delimiter inside a key: an empty value
+        # written as a doubled delimiter is the likelier reading when it splits cleanly
+        alternative = _split_empty_values(raw, delim)
+        if alternative is not None:
+            del warnings[n_warnings:]  # those described the escape reading, which is abandoned
+            empty = [_decode(alternative[i][0], []) for i in range(0, len(alternative), 2) if not alternative[i + 1][0]]
+            warnings.append(
+                f"{what} segment has doubled delimiters that only make sense as empty values (not escapes): "
+                f"{', '.join(empty[:8])} read as empty"
+            )
+            tokens = alternative
     if len(tokens) % 2:
         warnings.append(
             f"{what} segment has an odd number of fields ({len(tokens)}); the last field "
@@ -186,6 +199,17 @@ def _split_escaped(raw: bytes, delim: bytes) -> list[tuple[bytes, bool]]:
         parts = []
         pos = j + 1
     return tokens
+
+
+def _split_empty_values(raw: bytes, delim: bytes) -> list[tuple[bytes, bool]] | None:
+    """Split reading every delimiter as a separator (``k1//k2`` = empty value), for writers that emit empty
+    values (e.g. Attune). Returns ``None`` unless that gives key/value pairs with no empty key."""
+    parts = raw[1:].split(delim)
+    if parts and parts[-1].strip(b" \x00\r\n\t") == b"":
+        parts.pop()
+    if len(parts) % 2 or any(not parts[i].strip() for i in range(0, len(parts), 2)):
+        return None
+    return [(p, True) for p in parts]
 
 
 def _decode(value: bytes, latin1: list[str]) -> str:
