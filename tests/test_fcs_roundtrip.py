@@ -155,3 +155,10 @@ def test_truncated_or_corrupted_files_raise_only_fcs_error(workdir, valid_file_b
         _read_all(path)
     except FcsError as exc:
         assert str(path) in str(exc)
+
+
+def test_default_ranges_cover_the_data_and_survive_nan_and_inf(tmp_path):
+    events = np.array([[1.0, np.nan, 300000.5], [np.inf, 2.0, -1.0]], dtype=np.float32)
+    data = read_fcs(write_fcs(tmp_path / "r.fcs", events, ["A", "B", "C"]))
+    assert [c.range for c in data.channels] == [262144.0, 262144.0, 300001.0]
+    np.testing.assert_array_equal(data.events, events)

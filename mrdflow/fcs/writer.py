@@ -198,7 +198,7 @@ def _ranges(path, events, datatype, widths, ranges):
         return [float(2**w) for w in widths]
     if events.shape[0] == 0:
         return [float(DEFAULT_FLOAT_RANGE)] * n_par
-    col_max = np.nanmax(np.where(np.isfinite(events), events, -np.inf), axis=0) if events.dtype.kind == "f" else events.max(axis=0)
+    col_max = np.fmax.reduce(events, axis=0)  # ignores NaN, no temporary copy of the events
     return [float(max(DEFAULT_FLOAT_RANGE, math.ceil(m) if math.isfinite(m) else 0)) for m in col_max]
 
 
