@@ -15,7 +15,7 @@ import numpy as np
 
 from mrdflow.errors import FcsError
 
-_ROWS_PER_CHUNK = 1 << 17
+_ROWS_PER_CHUNK = 1 << 13  # rows per conversion step: keeps the working set in cache
 _STD_WIDTHS = (8, 16, 32, 64)
 
 
