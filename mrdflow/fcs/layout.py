@@ -20,6 +20,25 @@ _BYTEORDERS = {"1,2,3,4": "<", "1,2": "<", "1": "<", "4,3,2,1": ">", "2,1": ">"}
 
 
 @dataclass
+class Channel:
+    """One parameter of an FCS data set.
+
+    ``index`` is 0-based; ``name`` is ``$PnN``, ``marker`` ``$PnS`` (``None`` when absent or blank),
+    ``range`` ``$PnR``, ``gain`` ``$PnG`` (1.0 when absent), ``log_decades``/``log_offset`` the two
+    fields of ``$PnE`` (0, 0 = linear), ``bits`` ``$PnB`` (``None`` for delimited ASCII ``*``).
+    """
+
+    index: int
+    name: str
+    marker: str | None
+    range: float
+    gain: float = 1.0
+    log_decades: float = 0.0
+    log_offset: float = 0.0
+    bits: int | None = None
+
+
+@dataclass
 class DataSet:
     """HEADER, keywords and channel descriptions of one data set (no events yet)."""
 
@@ -27,7 +46,7 @@ class DataSet:
     offset: int
     header: Header
     keywords: Keywords
-    channels: list  # list[Channel]; typed loosely to avoid an import cycle
+    channels: list[Channel]
     warnings: list[str] = field(default_factory=list)
     n_events: int | None = None
     next_offset: int | None = None
@@ -39,8 +58,6 @@ class DataSet:
 
 def parse_dataset(fh, path: Path, size: int, offset: int, index: int) -> DataSet:
     """Read HEADER and TEXT (plus supplemental TEXT) of the data set starting at absolute ``offset``."""
-    from mrdflow.fcs.reader import Channel  # local: reader imports this module
-
     where = f"data set {index}: " if index else ""
     fh.seek(offset)
     header = parse_header(fh.read(HEADER_SIZE), path, offset)
@@ -70,7 +87,7 @@ def parse_dataset(fh, path: Path, size: int, offset: int, index: int) -> DataSet
     n_events = _int_keyword(keywords, "$TOT", path, where, required=False)
     if n_events is not None and n_events < 0:
         raise FcsError(path, f"{where}$TOT is {n_events}, expected a count >= 0")
-    channels = [_channel(keywords, i, path, where, warnings, Channel) for i in range(n_par)]
+    channels = [_channel(keywords, i, path, where, warnings) for i in range(n_par)]
     names = [c.name for c in channels]
     if len(set(names)) != len(names):
         dupes = sorted({n for n in names if names.count(n) > 1})
@@ -142,7 +159,7 @@ def _float_field(keywords: Keywords, key: str, default: float, warnings, where) 
     return value
 
 
-def _channel(keywords: Keywords, i: int, path, where: str, warnings: list[str], channel_cls):
+def _channel(keywords: Keywords, i: int, path, where: str, warnings: list[str]) -> Channel:
     n = i + 1
     name = keywords.get(f"$P{n}N", "").strip()
     if not name:
@@ -180,7 +197,7 @@ def _channel(keywords: Keywords, i: int, path, where: str, warnings: list[str], 
             raise FcsError(path, f"{where}$P{n}B is {bits}, expected 1-64")
     else:
         bits = -1  # missing: decided from $DATATYPE
-    return channel_cls(i, name, marker, rng, gain, decades, log0, bits)
+    return Channel(i, name, marker, rng, gain, decades, log0, bits)
 
 
 def _layouts(ds: DataSet, path, warnings: list[str]) -> list[Layout]:

@@ -17,28 +17,9 @@ import numpy as np
 
 from mrdflow.errors import FcsError, SpilloverError
 from mrdflow.fcs.data import decode
-from mrdflow.fcs.layout import DataSet, locate_data, parse_dataset
+from mrdflow.fcs.layout import Channel, DataSet, locate_data, parse_dataset
 from mrdflow.fcs.spill import Spillover, spillover_from_keywords
 from mrdflow.fcs.text import Keywords
-
-
-@dataclass
-class Channel:
-    """One parameter of an FCS data set.
-
-    ``index`` is 0-based; ``name`` is ``$PnN``, ``marker`` ``$PnS`` (``None`` when absent or blank),
-    ``range`` ``$PnR``, ``gain`` ``$PnG`` (1.0 when absent), ``log_decades``/``log_offset`` the two
-    fields of ``$PnE`` (0, 0 = linear), ``bits`` ``$PnB`` (``None`` for delimited ASCII ``*``).
-    """
-
-    index: int
-    name: str
-    marker: str | None
-    range: float
-    gain: float = 1.0
-    log_decades: float = 0.0
-    log_offset: float = 0.0
-    bits: int | None = None
 
 
 @dataclass
