@@ -2,8 +2,8 @@
 
 Where HEADER and TEXT disagree about where DATA is, the reader picks the reading consistent with the
 file size and ``$TOT`` × bytes per event, and says so in :attr:`FcsData.warnings`. In the corpus this
-settles, e.g., Accuri C6 files whose ``$ENDDATA`` points one byte past the end of the file, and CyAn
-files whose TEXT offsets disagree with a correct HEADER.
+settles, e.g., Accuri C6 files (TEXT ``$BEGINDATA`` wrong; HEADER right but its end offset one past the
+data) and CyAn files (TEXT offsets shifted by 46 bytes; HEADER right).
 """
 
 from __future__ import annotations
