@@ -22,6 +22,7 @@ from mrdflow.errors import MrdflowError
 #: subcommand name -> module under mrdflow.commands (kept in the order shown by --help)
 COMMANDS: dict[str, str] = {
     "endpoints": "endpoints",
+    "info": "info",
 }
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
