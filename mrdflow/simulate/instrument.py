@@ -85,7 +85,7 @@ class Instrument:
     photon_k: np.ndarray
     electronic_sd: np.ndarray
     af_profile: np.ndarray = field(
-        default_factory=lambda: np.array([0.9, 1.2, 1.0, 0.6, 0.25, 0.1, 0.05, 0.05]))
+        default_factory=lambda: np.array([0.6, 0.9, 1.0, 0.6, 0.25, 0.1, 0.05, 0.05]))
     fsc_gain: float = 1.0
     ssc_gain: float = 1.0
     height_ratio: tuple[float, float] = (0.83, 0.80)

@@ -108,9 +108,9 @@ def _p(fsc, ssc, af=150.0, kappa=None, sd=0.15, **markers) -> Phenotype:
 #: reference phenotypes (DOMAIN.md §2.4); per-specimen jitter is applied on top
 REFERENCE_PHENOTYPES: dict[str, Phenotype] = {
     "debris": _p(14_000, 9_000, af=60.0, sd=0.55, CD45=Expr(150, 0.2), CD38=Expr(200, 0.2)),
-    "neutrophil": _p(95_000, 150_000, af=350.0, sd=0.13, CD45=Expr(3_000, sd=0.3), CD38=Expr(350, 0.5),
+    "neutrophil": _p(95_000, 150_000, af=280.0, sd=0.13, CD45=Expr(3_000, sd=0.3), CD38=Expr(350, 0.5),
                      CD81=Expr(250, 0.4)),
-    "immature_granulocyte": _p(105_000, 165_000, af=380.0, sd=0.14, CD45=Expr(1_600), CD38=Expr(900),
+    "immature_granulocyte": _p(105_000, 165_000, af=300.0, sd=0.14, CD45=Expr(1_600), CD38=Expr(900),
                                CD117=Expr(300, 0.3), CD81=Expr(300, 0.4)),
     "eosinophil": _p(98_000, 195_000, af=1_400.0, sd=0.12, CD45=Expr(7_000, sd=0.3), CD38=Expr(450)),
     "basophil": _p(62_000, 32_000, af=200.0, CD45=Expr(2_400), CD38=Expr(6_000), CD81=Expr(800)),
