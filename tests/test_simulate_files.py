@@ -232,7 +232,9 @@ def test_scenarios_cover_the_issue():
     assert len({p.specimen.key for p in inst}) == 1
     pb = build_scenario("pb")
     assert {p.mrd for p in pb if p.mrd} == {0.005, 0.02, 0.05, 0.2}
-    assert {p.specimen.clone_style for p in build_scenario("hard")} == {"two_weak", "cd45_pos", "cd38_dim"}
+    hard = build_scenario("hard")
+    assert {p.specimen.clone_style for p in hard} == {"two_weak", "cd45_pos", "cd38_dim"}
+    assert any(p.specimen.anti_cd38 for p in hard)
     assert {p.specimen.variant for p in build_scenario("normal")} >= {"typical", "nk_rich", "regenerating"}
     assert any(p.clog is not None for p in build_scenario("time_anomaly"))
     with pytest.raises(ValueError, match="unknown scenario 'nope'"):
@@ -250,3 +252,15 @@ def test_cli_generates_one_sample_and_rejects_bad_input(tmp_path, capsys):
     assert "has no sample NOPE" in capsys.readouterr().err
     assert main(["simulate", "nope", "--out", str(tmp_path)]) == 2
     assert main(["simulate", "dilution", "--out", str(tmp_path), "--events", "0"]) == 2
+
+
+def test_anti_cd38_masks_cd38_on_every_population_and_depletes_nk():
+    base = SpecimenPlan("A", clone_style="cd38_dim", cd38_factor=0.5)
+    masked = SpecimenPlan("A", clone_style="cd38_dim", cd38_factor=0.5, anti_cd38=0.2)
+    before = make_specimen(SamplePlan("A0", base, mrd=1e-3), 2)
+    after = make_specimen(SamplePlan("A1", masked, mrd=1e-3), 2)
+    for pop in ("normal_pc", "aberrant_pc", "b_cell_precursor", "nk_cell"):
+        assert after.phenotypes[pop].markers["CD38"].median == pytest.approx(
+            0.2 * before.phenotypes[pop].markers["CD38"].median)
+    assert after.composition()["nk_cell"] < 0.3 * before.composition()["nk_cell"]
+    assert after.phenotypes["normal_pc"].markers["CD19"] == before.phenotypes["normal_pc"].markers["CD19"]

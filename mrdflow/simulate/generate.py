@@ -37,7 +37,8 @@ def make_specimen(plan: SamplePlan, seed: int) -> Specimen:
     sp = plan.specimen
     rng = _rng(seed, sp.key, 0)
     clone = draw_clone(rng, sp.clone_style) if sp.clone_style else None
-    specimen = draw_specimen(rng, kind=sp.kind, variant=sp.variant, clone=clone, cd38_factor=sp.cd38_factor)
+    specimen = draw_specimen(rng, kind=sp.kind, variant=sp.variant, clone=clone, cd38_factor=sp.cd38_factor,
+                              anti_cd38=sp.anti_cd38)
     if plan.mrd > 0 and clone is None:
         raise ValueError(f"sample {plan.sample_id}: mrd {plan.mrd} needs a clone (clone_style is None)")
     return replace(specimen, mrd=plan.mrd, hemodilution=plan.hemodilution if sp.kind == "bm" else 0.0)

@@ -20,7 +20,7 @@ SCENARIOS: dict[str, str] = {
     "instrument": "one specimen acquired on three set-ups (FACSCanto II, FACSLyric, LSRFortessa)",
     "time_anomaly": "one specimen without and with clogs of different position, length and severity",
     "pb": "peripheral blood with 0.5-20 % circulating clonal plasma cells (and a negative blood)",
-    "hard": "hard clones: only two weak aberrancies, CD45-positive, CD38-dim after anti-CD38 therapy",
+    "hard": "hard clones: two weak aberrancies, CD45-positive, CD38-dim, and a marrow after anti-CD38 therapy",
 }
 
 DEFAULT_EVENTS = 200_000
@@ -38,6 +38,7 @@ class SpecimenPlan:
     variant: str = "typical"
     clone_style: str | None = "typical"
     cd38_factor: float | None = None
+    anti_cd38: float | None = None
 
 
 @dataclass(frozen=True)
@@ -149,8 +150,16 @@ def build_scenario(name: str, *, events: int | None = None, replicates: int | No
                                         note=f"blood with {level:.1%} circulating clonal PCs"))
     elif name == "hard":
         for r in reps:
-            for style, factor in (("two_weak", None), ("cd45_pos", None), ("cd38_dim", 0.08)):
-                plans.append(SamplePlan(f"HARD_{style}_R{r}",
-                                        SpecimenPlan(f"HARD_{style}_R{r}", clone_style=style, cd38_factor=factor),
-                                        mrd=1e-3, events=n, note=f"hard clone: {style}"))
+            hard = {
+                "two_weak": SpecimenPlan(f"HARD_two_weak_R{r}", clone_style="two_weak"),
+                "cd45_pos": SpecimenPlan(f"HARD_cd45_pos_R{r}", clone_style="cd45_pos"),
+                "cd38_dim": SpecimenPlan(f"HARD_cd38_dim_R{r}", clone_style="cd38_dim", cd38_factor=0.1),
+                "anti_cd38": SpecimenPlan(f"HARD_anti_cd38_R{r}", clone_style="cd38_dim", cd38_factor=0.5,
+                                          anti_cd38=0.2),
+            }
+            notes = {"two_weak": "clone with only two weak aberrancies", "cd45_pos": "CD45-positive clone",
+                     "cd38_dim": "clone with CD38 ~10 % of normal PCs",
+                     "anti_cd38": "after anti-CD38 therapy: CD38 masked on all cells (20 % left), clone dimmer still"}
+            for style, spec in hard.items():
+                plans.append(SamplePlan(f"HARD_{style}_R{r}", spec, mrd=1e-3, events=n, note=notes[style]))
     return plans

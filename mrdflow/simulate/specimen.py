@@ -147,6 +147,7 @@ def draw_specimen(
     composition_sd: float = 0.3,
     phenotype_sd: float = 0.12,
     cd38_factor: float | None = None,
+    anti_cd38: float | None = None,
 ) -> Specimen:
     """Draw one specimen with per-specimen variation of composition and phenotypes.
 
@@ -167,6 +168,10 @@ def draw_specimen(
         SD of the log-normal per-specimen multipliers on population fractions and marker medians.
     cd38_factor : float, optional
         CD38 of the clone relative to normal PCs when the clone has ``CD38_dim`` (random 0.15–0.45 if None).
+    anti_cd38 : float, optional
+        Residual CD38 staining (0–1) after therapeutic anti-CD38 antibody (daratumumab/isatuximab masks the
+        epitope on every cell) — multiplies CD38 of all populations; NK cells, which the antibody depletes,
+        fall to a quarter.
     """
     if kind not in ("bm", "pb"):
         raise ValueError(f"specimen kind must be 'bm' or 'pb', got {kind!r}")
@@ -176,11 +181,17 @@ def draw_specimen(
         raise ValueError(f"mrd must be in [0, 1) and hemodilution in [0, 1]; got {mrd}, {hemodilution}")
     if mrd > 0 and clone is None:
         raise ValueError("mrd > 0 needs a clone")
+    if anti_cd38 is not None and not 0.0 < anti_cd38 <= 1.0:
+        raise ValueError(f"anti_cd38 (residual CD38 fraction) must be in (0, 1], got {anti_cd38}")
     marrow = {k: v * BM_VARIANTS[variant].get(k, 1.0) for k, v in BM_COMPOSITION.items()}
     marrow = _jitter_composition(rng, marrow, composition_sd)
     blood = {k: v for k, v in PB_COMPOSITION.items() if v > 0}
     blood = _jitter_composition(rng, blood, composition_sd)
     phenotypes = {name: _jitter_phenotype(rng, p, phenotype_sd) for name, p in REFERENCE_PHENOTYPES.items()}
+    if anti_cd38 is not None:
+        phenotypes = {name: _mask_cd38(p, anti_cd38) for name, p in phenotypes.items()}
+        marrow = _normalise({k: v * (0.25 if k == "nk_cell" else 1.0) for k, v in marrow.items()})
+        blood = _normalise({k: v * (0.25 if k == "nk_cell" else 1.0) for k, v in blood.items()})
     pc = phenotypes["normal_pc"]
     phenotypes["normal_pc"] = replace(pc, kappa_fraction=float(rng.uniform(0.5, 0.72)))
     if clone is not None:
@@ -190,7 +201,15 @@ def draw_specimen(
         hemodilution=hemodilution if kind == "bm" else 0.0,
         debris_fraction=float(rng.uniform(0.03, 0.12)), doublet_fraction=float(rng.uniform(0.015, 0.05)),
         variant=variant if kind == "bm" else "blood",
+        extra={"anti_cd38_residual": anti_cd38},
     )
+
+
+def _mask_cd38(p: Phenotype, residual: float) -> Phenotype:
+    e = p.markers.get("CD38")
+    if e is None:
+        return p
+    return replace(p, markers={**p.markers, "CD38": replace(e, median=e.median * residual, low=e.low * residual)})
 
 
 @dataclass
