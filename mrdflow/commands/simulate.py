@@ -55,7 +55,14 @@ def run(args: argparse.Namespace) -> int:
     def progress(plan) -> None:
         print(f"{plan.sample_id}: {len(plan.tubes)} tube(s) × {plan.events} events — {plan.note}", flush=True)
 
-    written = simulate_plans(plans, args.out, args.seed, args.scenario, progress)
+    if args.out.exists() and not args.out.is_dir():
+        print(f"mrdflow simulate: error: --out {args.out} exists and is not a directory", file=sys.stderr)
+        return 2
+    try:
+        written = simulate_plans(plans, args.out, args.seed, args.scenario, progress)
+    except OSError as exc:
+        print(f"mrdflow simulate: error: cannot write to {args.out}: {exc}", file=sys.stderr)
+        return 1
     n_fcs = sum(1 for p in written if p.suffix == ".fcs")
     print(f"wrote {n_fcs} FCS files with truth side-cars to {args.out} in {time.perf_counter() - t0:.1f} s")
     return 0

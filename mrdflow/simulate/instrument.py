@@ -194,7 +194,7 @@ class Acquisition:
 
 
 def _heights(area: np.ndarray, ratio: float, rng: np.random.Generator) -> np.ndarray:
-    return area * (np.float32(ratio) * np.exp(np.float32(0.03) * rng.standard_normal(area.shape[0], dtype=np.float32)))
+    return area * (np.float32(ratio) * np.exp(np.float32(0.04) * rng.standard_normal(area.shape[0], dtype=np.float32)))
 
 
 def acquire(
@@ -236,8 +236,9 @@ def acquire(
     ssc_h = _heights(ssc_a, hr_s, rng)
     p_fsc = partners.fsc * np.float32(instrument.fsc_gain)
     p_ssc = partners.ssc * np.float32(instrument.ssc_gain)
-    # two cells in one drop: areas add; the taller pulse dominates the height (slightly raised by the overlap)
-    bump = rng.uniform(1.0, 1.15, d_idx.shape[0]).astype(np.float32)
+    # two cells in one drop: areas add; the taller pulse dominates the height, raised by however much the two
+    # pulses overlap (in line: barely; side by side: a lot), so doublets spread from the singlet diagonal
+    bump = rng.uniform(1.0, 1.45, d_idx.shape[0]).astype(np.float32)
     fsc_h[d_idx] = np.maximum(fsc_h[d_idx], _heights(p_fsc, hr_f, rng)) * bump
     ssc_h[d_idx] = np.maximum(ssc_h[d_idx], _heights(p_ssc, hr_s, rng)) * bump
     fsc_a[d_idx] += p_fsc

@@ -13,7 +13,7 @@
 (definition in the ``evaluable_definition`` field), the true MRD fraction, and every generation parameter.
 ``SAMPLE.truth.json`` — the same summed over the tubes of one specimen.
 
-The npz is written with fixed zip timestamps so identical inputs give identical bytes.
+The npz is written uncompressed with fixed zip timestamps so identical inputs give identical bytes everywhere.
 """
 
 from __future__ import annotations
@@ -80,15 +80,19 @@ def specimen_counts(tubes: Mapping[str, dict]) -> dict:
 
 
 def write_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> Path:
-    """Write an ``.npz`` (readable by :func:`numpy.load`) with fixed timestamps: same arrays → same bytes."""
+    """Write an ``.npz`` (readable by :func:`numpy.load`) with fixed timestamps: same arrays → same bytes.
+
+    Members are stored uncompressed: deflate output differs between zlib builds (zlib vs zlib-ng), which
+    would break byte-for-byte regeneration of ``sample_fcs/`` on another machine.
+    """
     path = Path(path)
     tmp = path.with_name(path.name + ".part")
-    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+    with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
         for name, arr in arrays.items():
             buf = io.BytesIO()
             np.lib.format.write_array(buf, np.asarray(arr), allow_pickle=False)
             info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
+            info.compress_type = zipfile.ZIP_STORED
             info.external_attr = 0o644 << 16
             zf.writestr(info, buf.getvalue())
     tmp.replace(path)
