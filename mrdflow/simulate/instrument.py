@@ -207,6 +207,9 @@ def acquire(
 ) -> Acquisition:
     """Turn true cells into an acquired event matrix.
 
+    ``cells.stain`` and ``cells.autofluorescence`` are consumed (modified in place) to avoid a second
+    n × 8 float32 copy; do not reuse ``cells`` afterwards.
+
     Parameters
     ----------
     cells : Cells
