@@ -23,6 +23,7 @@ from mrdflow.errors import MrdflowError
 COMMANDS: dict[str, str] = {
     "endpoints": "endpoints",
     "info": "info",
+    "simulate": "simulate",
 }
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
