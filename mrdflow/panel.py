@@ -127,15 +127,16 @@ class TubeSpec(_Model):
             return [{"name": v} if isinstance(v, str) else v for v in value]
         return value
 
-    @model_validator(mode="after")
-    def _unique_markers(self) -> "TubeSpec":
+    @field_validator("markers", mode="after")
+    @classmethod
+    def _unique_markers(cls, markers: tuple[MarkerSpec, ...]) -> tuple[MarkerSpec, ...]:
         seen: dict[str, str] = {}
-        for m in self.markers:
+        for m in markers:
             key = normalize_marker(m.name)
             if key in seen:
                 raise ValueError(f"marker {m.name!r} is listed twice (also as {seen[key]!r}); list each marker once")
             seen[key] = m.name
-        return self
+        return markers
 
 
 class GroupingSpec(_Model):
@@ -240,19 +241,22 @@ class Panel(_Model):
     source: Optional[Path] = None
     base_dir: Path = Path(".")
 
-    @model_validator(mode="after")
-    def _tube_names_unique(self) -> "Panel":
+    def cross_field_problems(self) -> list[tuple[tuple, str]]:
+        """Mistakes spanning several fields, as (field path, message) pairs."""
+        problems = []
         seen: dict[str, str] = {}
         for tube, spec in self.tubes.items():
             for label in (tube, *spec.match):
                 key = label.casefold()
                 if key in seen and seen[key] != tube:
-                    raise ValueError(f"tube label {label!r} is claimed by tubes {seen[key]!r} and {tube!r}")
+                    problems.append((("tubes", tube, "match"),
+                                     f"tube label {label!r} is claimed by tubes {seen[key]!r} and {tube!r}"))
                 seen[key] = tube
         if len(self.tubes) > 1 and self.grouping.by == "filename":
             if "tube" not in re.compile(self.grouping.pattern).groupindex:
-                raise ValueError("grouping.pattern needs a (?P<tube>...) group because the panel has several tubes")
-        return self
+                problems.append((("grouping", "pattern"), "the regex needs a (?P<tube>...) group because the panel "
+                                 f"has several tubes ({', '.join(self.tubes)})"))
+        return problems
 
     def tube_for_label(self, label: str | None) -> str | None:
         """The panel tube a file's tube label (file-name group or keyword) refers to; None if none matches."""
@@ -297,6 +301,9 @@ def panel_from_dict(data: dict, *, source: str | Path = "<panel>", base_dir: Pat
         panel = Panel.model_validate(data)
     except ValidationError as exc:
         raise PanelError(_format_validation_error(exc, str(source), line_of)) from None
+    for loc, message in panel.cross_field_problems():
+        line = line_of(list(loc)) if line_of else None
+        raise PanelError(f"{source}{f' line {line}' if line else ''}: field '{format_loc(loc)}': {message}")
     base = Path(base_dir) if base_dir is not None else Path(".")
     comp = panel.compensation
     if comp.csv is not None and not comp.csv.is_absolute():
