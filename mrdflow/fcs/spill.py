@@ -145,6 +145,11 @@ def parse_spillover_value(
             f"found {len(tokens)}",
         )
     matrix = np.array([_number(v, where, f"value {i + 1}") for i, v in enumerate(values)]).reshape(n, n)
+    if all(name.isdigit() for name in names) and not any(name in channel_names for name in names):
+        # Accuri C6 and some others name spillover channels by parameter number (1-based)
+        if not all(1 <= int(name) <= len(channel_names) for name in names):
+            raise SpilloverError(where, f"spillover names parameter numbers {names}; the file has {len(channel_names)} parameters")
+        names = [channel_names[int(name) - 1] for name in names]
     names = [_match_channel(name, channel_names, where) for name in names]
     return Spillover(names, matrix, keyword)
 
