@@ -21,6 +21,8 @@ from mrdflow.errors import MrdflowError
 
 #: subcommand name -> module under mrdflow.commands (kept in the order shown by --help)
 COMMANDS: dict[str, str] = {
+    "validate-panel": "validate_panel",
+    "gate": "gate",
 }
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
