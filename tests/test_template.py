@@ -153,3 +153,42 @@ def test_error_points_at_the_line(tmp_path):
 def test_dict_api_without_file():
     t = template_from_dict(yaml.safe_load(GOOD))
     assert t.source is None and len(t.nodes) == 6
+
+
+# --- property: printing any expression tree and parsing it back gives the same tree -------------------------
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_names = st.sampled_from(["a", "b_1", "CD38+", "pc.normal", "x-y"]).map(lambda n: ("ref", n))
+_trees = st.recursive(
+    _names,
+    lambda sub: st.one_of(sub.map(lambda t: ("not", t)),
+                          st.tuples(st.sampled_from(["and", "or"]), st.lists(sub, min_size=2, max_size=3))),
+    max_leaves=8,
+)
+
+
+def _flatten(tree):
+    """Canonical form: nested and/or of the same operator merge (the parser builds flat n-ary nodes)."""
+    if tree[0] == "ref":
+        return tree
+    if tree[0] == "not":
+        return ("not", _flatten(tree[1]))
+    items = []
+    for item in map(_flatten, tree[1]):
+        items.extend(item[1] if item[0] == tree[0] else [item])
+    return (tree[0], items)
+
+
+def _render(tree):
+    if tree[0] == "ref":
+        return tree[1]
+    if tree[0] == "not":
+        return f"not ({_render(tree[1])})"
+    return f" {tree[0].upper() if len(tree[1]) % 2 else tree[0]} ".join(f"({_render(t)})" for t in tree[1])
+
+
+@settings(max_examples=200, deadline=None)
+@given(_trees)
+def test_boolean_parser_round_trip(tree):
+    assert _flatten(parse_boolean(_render(tree))) == _flatten(tree)
