@@ -109,6 +109,8 @@ TEMPLATE_MISTAKES = [
     ("no populations", _edit([P], {}), ["'populations'", "non-empty mapping"]),
     ("unknown top-level field", _edit(["populatons"], {}), ["'populatons'", "unknown top-level field"]),
     ("reserved name", _edit([P, "root"], {"dims": ["x"], "gate": {"type": "range", "min": 0}}), ["invalid population name"]),
+    ("name not a GatingML id", _edit([P, "CD38+"], {"dims": ["x"], "gate": {"type": "range", "min": 0}}),
+     ["'CD38+'", "invalid population name", "GatingML ids"]),
     ("range min above max", _edit([P, "cells", "gate"], {"type": "range", "min": 1, "max": 0}), ["'gate'"]),
     ("cluster target wrong length", _edit([P, "pc"], {"parent": "cells", "dims": ["CD38", "CD138"],
                                                        "method": "cluster", "args": {"target": [1]}}),
@@ -159,7 +161,7 @@ def test_dict_api_without_file():
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-_names = st.sampled_from(["a", "b_1", "CD38+", "pc.normal", "x-y"]).map(lambda n: ("ref", n))
+_names = st.sampled_from(["a", "b_1", "CD38pos", "pc.normal", "x-y"]).map(lambda n: ("ref", n))
 _trees = st.recursive(
     _names,
     lambda sub: st.one_of(sub.map(lambda t: ("not", t)),

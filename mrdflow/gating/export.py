@@ -10,6 +10,7 @@ and boolean operands that are themselves expressions.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import IO, Any, Sequence
 
@@ -59,8 +60,9 @@ def to_gating_strategy(result: GatingResult, setup: Any, channel_names: Sequence
         gs.add_comp_matrix(_COMP_ID, fk.Matrix(spill.matrix, list(spill.channels), fluorochromes=list(spill.channels)))
         compensated = set(spill.channels)
     xform_ids: dict[str, str] = {}
-    for name, t in setup.transforms.items():
-        xform_ids[name] = f"{t.kind}_{name}"
+    for k, (name, t) in enumerate(setup.transforms.items()):
+        # GatingML ids are xs:ID (no spaces, not starting with a digit): $PnN like "Alexa Fluor 488-A" are not
+        xform_ids[name] = f"{t.kind}{k}_{re.sub(r'[^A-Za-z0-9_.-]', '_', name)}"
         gs.add_transform(xform_ids[name], _fk_transform(t))
 
     def dimension(dim: str, lo=None, hi=None):

@@ -51,7 +51,8 @@ _GATE_FIELDS: dict[str, tuple[set[str], tuple[int, int | None]]] = {
     "quadrant": ({"dividers", "quadrant"}, (2, 2)),
 }
 _NODE_FIELDS = {"parent", "dims", "gate", "method", "args", "boolean", "roles", "description"}
-_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_+\-.]*$")
+#: population names are GatingML ids (xs:ID), so they can be exported as they are
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-.]*$")
 
 
 @dataclass(frozen=True)
@@ -278,8 +279,9 @@ def template_from_dict(data: Mapping[str, Any], *, source: str | Path = "<templa
     for name, spec in pops.items():
         name = str(name)
         if name.lower() == ROOT or name.lower() in {"and", "or", "not"} or not _NAME_RE.match(name):
-            raise ctx.error(name, None, "invalid population name (expected letters, digits, _ + - . starting "
-                                        "with a letter or _, and not 'root', 'and', 'or', 'not')")
+            raise ctx.error(name, None, "invalid population name (expected letters, digits, _ - . starting "
+                                        "with a letter or _ — names become GatingML ids — and not 'root', 'and', "
+                                        "'or', 'not')")
         if not isinstance(spec, dict):
             raise ctx.error(name, None, f"expected a mapping of fields, found {spec!r}")
         unknown = set(spec) - _NODE_FIELDS
