@@ -21,6 +21,7 @@ from mrdflow.errors import MrdflowError
 
 #: subcommand name -> module under mrdflow.commands (kept in the order shown by --help)
 COMMANDS: dict[str, str] = {
+    "info": "info",
     "validate-panel": "validate_panel",
     "gate": "gate",
 }

@@ -64,25 +64,28 @@ def decode(fh, path: object, start: int, length: int, n_events: int, layout: Lay
     if n_events == 0 or n_par == 0:
         return out
     if layout.kind == "float" and layout.widths[0] == 32:
-        _read_into(fh, path, start, out)
-        if layout.order != _native():
-            out.view(np.uint32).byteswap(inplace=True)
+        _read_into(fh, path, start, out, swap=layout.order != _native())
         return out
-    with mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+    mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
         raw = np.frombuffer(mm, dtype=np.uint8, count=length, offset=start)
-        try:
-            if layout.kind == "float":
+        if layout.kind == "float":
+            with np.errstate(over="ignore"):  # float64 beyond float32 range → ±inf, reported by the caller
                 _decode_uniform(raw, out, np.dtype(layout.order + "f8"), None)
-            elif layout.kind == "int":
-                _decode_int(raw, out, layout)
-            elif layout.kind == "packed":
-                _decode_packed(raw, out, layout)
-            elif layout.kind == "ascii":
-                _decode_ascii_fixed(raw, out, layout, path)
-            else:
-                _decode_ascii_delimited(raw, out, path)
-        finally:
-            del raw  # release the buffer before the map closes
+        elif layout.kind == "int":
+            _decode_int(raw, out, layout)
+        elif layout.kind == "packed":
+            _decode_packed(raw, out, layout)
+        elif layout.kind == "ascii":
+            _decode_ascii_fixed(raw, out, layout, path)
+        else:
+            _decode_ascii_delimited(raw, out, path)
+        del raw
+    finally:
+        try:
+            mm.close()
+        except BufferError:  # a view is still held by an exception's traceback; garbage collection closes it
+            pass
     return out
 
 
@@ -90,14 +93,28 @@ def _native() -> str:
     return "<" if np.little_endian else ">"
 
 
-def _read_into(fh, path: object, start: int, out: np.ndarray) -> None:
+_READ_CHUNK = 1 << 16  # bytes; swapping each chunk while it is still in L2 cache is nearly free
+
+
+def _read_into(fh, path: object, start: int, out: np.ndarray, swap: bool) -> None:
+    """Read DATA straight into ``out`` (one copy, like ``np.fromfile``), byte-swapping chunk by chunk."""
     fh.seek(start)
-    view = memoryview(out).cast("B")
+    words = out.reshape(-1).view(np.uint32)
+    view = memoryview(words).cast("B")
     got = 0
+    step = _READ_CHUNK if swap else len(view)
     while got < len(view):
-        n = fh.readinto(view[got:])
+        n = fh.readinto(view[got : got + step])
         if not n:
             raise FcsError(path, f"DATA truncated: expected {len(view)} bytes from byte {start}, file ended after {got}")
+        if swap:
+            if n % 4:  # rare short read mid-word: finish the word before swapping
+                rest = 4 - n % 4
+                more = fh.readinto(view[got + n : got + n + rest])
+                if more != rest:
+                    raise FcsError(path, f"DATA truncated at byte {start + got + n + (more or 0)}")
+                n += rest
+            words[got // 4 : (got + n) // 4].byteswap(inplace=True)
         got += n
 
 

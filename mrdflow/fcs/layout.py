@@ -64,6 +64,9 @@ def parse_dataset(fh, path: Path, size: int, offset: int, index: int) -> DataSet
     n_par = _int_keyword(keywords, "$PAR", path, where, required=True)
     if n_par <= 0:
         raise FcsError(path, f"{where}$PAR is {n_par}; a data set needs at least one parameter")
+    if n_par > len(keywords):
+        raise FcsError(path, f"{where}$PAR is {n_par} but TEXT holds only {len(keywords)} keywords "
+                             "(each parameter needs its own $PnB, $PnN, $PnR, $PnE)")
     n_events = _int_keyword(keywords, "$TOT", path, where, required=False)
     if n_events is not None and n_events < 0:
         raise FcsError(path, f"{where}$TOT is {n_events}, expected a count >= 0")
@@ -229,7 +232,7 @@ def _padded(bits: int) -> int:
 
 def _mask(channel) -> int:
     """$PnR bit mask as flowio applies it: next power of two ≥ $PnR, minus 1; 0 = no mask."""
-    if channel.range <= 0 or channel.bits is None:
+    if channel.range < 2 or channel.bits is None:  # no meaningful range: keep every bit
         return 0
     top = 1 << max(0, math.ceil(math.log2(channel.range)))
     if top >= (1 << channel.bits):

@@ -8,7 +8,6 @@ files whose TEXT offsets disagree with a correct HEADER.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Literal
 import numpy as np
 
 from mrdflow.errors import FcsError, SpilloverError
-from mrdflow.fcs.data import Layout, decode
+from mrdflow.fcs.data import decode
 from mrdflow.fcs.layout import DataSet, locate_data, parse_dataset
 from mrdflow.fcs.spill import Spillover, spillover_from_keywords
 from mrdflow.fcs.text import Keywords
@@ -156,11 +155,13 @@ def read_fcs(
             warnings = list(ds.warnings)
             start, length, n_events, layout = locate_data(fh, path, size, ds, warnings)
             events = decode(fh, path, start, length, n_events, layout)
+            if layout.kind == "float" and layout.widths[0] == 64 and not np.isfinite(events).all():
+                warnings.append("some float64 values are beyond float32 range (or NaN) and read as ±inf/NaN")
     except FcsError:
         raise
     except OSError as exc:
         raise FcsError(path, f"cannot read file: {exc.strerror or exc}") from None
-    except (ValueError, IndexError, TypeError, OverflowError, MemoryError, UnicodeError) as exc:  # last resort
+    except (ValueError, IndexError, TypeError, OverflowError, UnicodeError) as exc:  # last resort
         raise FcsError(path, f"unreadable FCS file ({type(exc).__name__}: {exc})") from None
     channels = ds.channels
     spillover = None
@@ -238,11 +239,14 @@ def _linearize(data: FcsData) -> None:
         if scale_log and not ch.range > 0:
             raise FcsError(data.path, f"channel {ch.name}: $P{ch.index + 1}E is log but $P{ch.index + 1}R is {ch.range}; cannot linearize")
         col = data.events[:, ch.index].astype(np.float64)
-        if scale_time:
-            col = col * timestep
-        if scale_log:
-            col = (10 ** (ch.log_decades * col / ch.range)) * (ch.log_offset or 1.0)
-        if scale_gain:
-            col = col / gain
-        data.events[:, ch.index] = col
+        with np.errstate(over="ignore"):
+            if scale_time:
+                col = col * timestep
+            if scale_log:
+                col = (10 ** (ch.log_decades * col / ch.range)) * (ch.log_offset or 1.0)
+            if scale_gain:
+                col = col / gain
+            data.events[:, ch.index] = col
+        if scale_log and not np.isfinite(data.events[:, ch.index]).all():
+            data.warnings.append(f"channel {ch.name}: log decoding overflowed float32 for some events (read as inf)")
     data.linearized = True

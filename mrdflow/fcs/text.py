@@ -125,7 +125,14 @@ def parse_text(raw: bytes, path: object, warnings: list[str], what: str = "TEXT"
             raise FcsError(path, f"{what} segment starts with {delim!r}, which cannot be a keyword delimiter")
         warnings.append(f"{what} segment has {len(raw) - len(stripped)} padding byte(s) before its delimiter")
         raw, delim = stripped, stripped[0:1]
-    tokens = _split_escaped(bytes(raw), delim)
+    raw = bytes(raw)
+    tokens = _split_escaped(raw, delim)
+    if (len(tokens) % 2 and tokens and tokens[-1][1] is False and raw.endswith(delim * 2)
+            and tokens[-1][0].endswith(delim)):
+        # "key<d><d>" at the very end: an empty last value, not an escaped delimiter (e.g. CellQuest)
+        key = tokens.pop()[0][:-1]
+        tokens += [(key, True), (b"", True)]
+        warnings.append(f"{what} segment ends with keyword {_decode(key, [])!r} with an empty value")
     if tokens and tokens[-1][1] is False:
         last = tokens[-1][0]
         if last.strip(b" \x00\r\n\t") == b"":

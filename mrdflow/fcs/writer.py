@@ -241,6 +241,8 @@ def _header(text_start: int, text_end: int, data_start: int, data_end: int) -> b
 
 def _write_data(fh, events: np.ndarray, dtypes: list[np.dtype]) -> None:
     n_events = events.shape[0]
+    if n_events == 0:
+        return
     if len(set(dtypes)) == 1:
         dtype = dtypes[0]
         if events.dtype == dtype and events.flags.c_contiguous:
