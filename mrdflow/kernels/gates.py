@@ -7,9 +7,11 @@ whose ``parent`` flag is set (an empty ``parent`` array means "all events") and 
 Boundary conventions are those of GatingML 2.0 and its reference implementations:
 
 * rectangle: ``min <= x < max`` per dimension (use ±inf for an open side);
-* polygon: the crossing-number (even-odd) rule with half-open edges — an edge counts when
-  ``min(ya, yb) <= y < max(ya, yb)`` and it crosses the horizontal ray strictly to the right of the
-  point — so a self-intersecting polygon's doubly covered regions are outside;
+* polygon: the crossing-number (even-odd) rule — an edge counts when ``min(ya, yb) <= y < max(ya, yb)``
+  and it crosses the horizontal ray strictly to the right of the point — so a self-intersecting
+  polygon's doubly covered regions are outside; points exactly on an edge or vertex are inside, as the
+  official GatingML 2.0 results require (set 2 ``Poly1u`` has 13 events on its edges; flowutils' winding
+  test drops 3 of them, R flowCore's ``inPolygon`` 10);
 * ellipsoid: ``(x - mean)ᵀ inv(cov) (x - mean) <= distance²``.
 """
 
@@ -55,17 +57,22 @@ def polygon_mask(events, cx, cy, vx, vy, parent, out):
             out[i] = False
             continue
         inside = False
+        on_edge = False
         for e in range(nv):
             ax, ay = vx[e], vy[e]
             nxt = e + 1 if e + 1 < nv else 0
             bx, by = vx[nxt], vy[nxt]
+            cross = (bx - ax) * (y - ay) - (x - ax) * (by - ay)
+            if cross == 0.0 and min(ax, bx) <= x <= max(ax, bx) and min(ay, by) <= y <= max(ay, by):
+                on_edge = True  # boundary points are inside
+                break
             if ay <= y:
-                if y < by:  # upward edge spanning y: count if the point is strictly left of it
-                    if (bx - ax) * (y - ay) - (x - ax) * (by - ay) > 0.0:
-                        inside = not inside
-            elif by <= y:  # downward edge spanning y: count if the point is strictly right of it
-                if (bx - ax) * (y - ay) - (x - ax) * (by - ay) < 0.0:
+                if y < by and cross > 0.0:  # upward edge spanning y, crossing right of the point
                     inside = not inside
+            elif by <= y and cross < 0.0:  # downward edge spanning y, crossing right of the point
+                inside = not inside
+        if on_edge:
+            inside = True
         out[i] = inside
 
 
