@@ -42,3 +42,16 @@ def test_flowkit_applying_our_export_gives_the_same_populations(tmp_path, shift_
     for name in template.nodes:
         assert fk_result.get_gate_count(name) == result.counts[name], name
         assert np.array_equal(fk_result.get_gate_membership(name), result.mask(name)), name
+
+
+def test_our_own_gatingml_reader_agrees_with_the_export(tmp_path):
+    from mrdflow.gating.gatingml import evaluate_gatingml
+
+    panel_path = write_panel(tmp_path, n_files=0)
+    fcs_path = make_tube(tmp_path / "P1_T1.fcs", seed=5)
+    template, setup, names, result = gate_file(panel_path, fcs_path)
+    out = tmp_path / "gates.xml"
+    export_gatingml(result, setup, names, out)
+    members = evaluate_gatingml(out, read_fcs(fcs_path, linearize=True))
+    for name in template.nodes:
+        assert np.array_equal(members[name], result.mask(name)), name

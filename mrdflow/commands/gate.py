@@ -25,6 +25,7 @@ def run(args: argparse.Namespace) -> int:
 
     panel = load_panel(args.panel)
     template = load_template(panel.template)
+    fcs = read_fcs(args.file)
     if args.tube is not None:
         wanted = args.tube.casefold()
         tube = next((t for t, spec in panel.tubes.items()
@@ -32,9 +33,8 @@ def run(args: argparse.Namespace) -> int:
         if tube is None:
             raise PanelError(f"--tube {args.tube!r} is not a tube of {panel.source} (tubes: {', '.join(panel.tubes)})")
     else:
-        (group,) = group_files(panel, [args.file])
+        (group,) = group_files(panel, [args.file], keywords_of=lambda _: fcs.keywords)
         (tube,) = group.tubes
-    fcs = read_fcs(args.file)
     setup = prepare_tube(panel, tube, fcs, template)
     result = gate_events(fcs.events, setup.index, template, upper_limits=setup.upper_limits)
     print(f"{args.file.name}: tube {tube}, {result.n_events} events, template {template.name}"
