@@ -115,6 +115,15 @@ def test_rows_give_percentages_of_parent(result):
     rows = {row["population"]: row for row in r.rows()}
     assert rows["normal"]["pct_of_parent"] == pytest.approx(100 * r.counts["normal"] / r.counts["pc"])
     assert rows["singlets"]["parent"] == "root"
+    assert np.isnan(rows["pc"]["pct_of_evaluable"])  # no population has the evaluable role here
+
+
+def test_pct_of_evaluable_uses_the_evaluable_role():
+    spec = {"populations": {**TEMPLATE["populations"]}}
+    spec["populations"]["singlets"] = {**spec["populations"]["singlets"], "roles": ["evaluable"]}
+    r = gate_events(tube(seed=2, n=20_000), INDEX, template_from_dict(spec))
+    rows = {row["population"]: row for row in r.rows()}
+    assert rows["pc"]["pct_of_evaluable"] == pytest.approx(100 * r.counts["pc"] / r.counts["singlets"])
 
 
 def test_missing_dimension_and_unfittable_gate_are_clear_errors():

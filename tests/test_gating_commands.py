@@ -54,3 +54,20 @@ def test_gate_with_an_unknown_tube(tmp_path, capsys):
     panel = write_panel(tmp_path, n_files=1)
     assert main(["gate", str(tmp_path / "P1_T1.fcs"), "--panel", str(panel), "--tube", "T9"]) == 2
     assert "--tube 'T9' is not a tube" in capsys.readouterr().err
+
+
+def test_validate_panel_with_a_spillover_csv_naming_absent_channels(tmp_path, capsys):
+    panel = write_panel(tmp_path, n_files=1)
+    (tmp_path / "comp.csv").write_text("FITC-A,APC-A\n1,0.1\n0.02,1\n")
+    panel.write_text(panel.read_text() + "compensation: {source: csv, csv: comp.csv}\n")
+    assert main(["validate-panel", str(panel)]) == 2
+    err = capsys.readouterr().err
+    assert "FAIL P1 tube1 P1_T1.fcs" in err and "compensation.csv" in err and "APC-A" in err
+
+
+def test_validate_panel_with_a_usable_spillover_csv(tmp_path, capsys):
+    panel = write_panel(tmp_path, n_files=1)
+    (tmp_path / "comp.csv").write_text("FITC-A,PE-A\n1,0.1\n0.02,1\n")
+    panel.write_text(panel.read_text() + "compensation: {source: csv, csv: comp.csv}\n")
+    assert main(["validate-panel", str(panel)]) == 0
+    assert "compensation " + str(tmp_path / "comp.csv") in capsys.readouterr().out

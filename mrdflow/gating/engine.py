@@ -115,13 +115,17 @@ class GatingResult:
         return {name: g.to_dict() for name, g in self.gates.items()}
 
     def rows(self) -> list[dict[str, Any]]:
-        """One row per population (template order): population, parent, depth, count, pct_of_parent, pct_of_total."""
+        """One row per population (template order): population, parent, depth, count, pct_of_parent,
+        pct_of_total and pct_of_evaluable (NaN unless exactly one population has the ``evaluable`` role)."""
+        evaluable = self.template.by_role("evaluable")
+        n_eval = self.counts[evaluable[0]] if len(evaluable) == 1 else 0
         out = []
         for name, node in self.template.nodes.items():
             c, pc = self.counts[name], self.parent_count(name)
             out.append({"population": name, "parent": node.parent, "depth": node.depth, "count": c,
                         "pct_of_parent": 100.0 * c / pc if pc else float("nan"),
-                        "pct_of_total": 100.0 * c / self.n_events if self.n_events else float("nan")})
+                        "pct_of_total": 100.0 * c / self.n_events if self.n_events else float("nan"),
+                        "pct_of_evaluable": 100.0 * c / n_eval if n_eval else float("nan")})
         return out
 
 
