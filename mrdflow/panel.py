@@ -78,7 +78,8 @@ _TRANSFORM_PARAMS: dict[str, tuple[str, ...]] = {
 class TransformSpec(_Model):
     """A GatingML 2.0 transform and its parameters. Unset parameters take these defaults:
 
-    ``T`` = the channel's $PnR (top of scale), ``W`` = 0.5, ``M`` = 4.5 decades, ``A`` = 0.
+    ``T`` = the top of the channel's linear scale ($PnR, or f2·10^f1 for a log-amplified $PnE = f1,f2 channel),
+    ``W`` = 0.5, ``M`` = 4.5 decades, ``A`` = 0.
     ``type: none`` leaves the channel untouched.
     """
 
@@ -100,7 +101,7 @@ class TransformSpec(_Model):
         return self
 
     def resolved_params(self, channel_range: float) -> dict[str, float]:
-        """Parameters with defaults filled in; ``channel_range`` is the channel's $PnR."""
+        """Parameters with defaults filled in; ``channel_range`` is the top of the channel's linear scale."""
         defaults = {"T": float(channel_range), "W": 0.5, "M": 4.5, "A": 0.0}
         return {p: (getattr(self, p) if getattr(self, p) is not None else defaults[p])
                 for p in _TRANSFORM_PARAMS.get(self.type, ())}

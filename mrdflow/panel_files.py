@@ -18,7 +18,7 @@ from mrdflow.panel import Panel, TransformSpec, normalize_marker
 
 __all__ = [
     "SampleFiles", "find_files", "group_files", "resolve_markers", "resolve_dims", "channel_transforms",
-    "is_scatter", "is_time",
+    "is_scatter", "is_time", "linear_top", "linear_value",
 ]
 
 
@@ -200,7 +200,8 @@ def is_time(name: str) -> bool:
 
 def channel_transforms(panel: Panel, tube: str, channels: Sequence[ChannelLike],
                        markers: Mapping[str, int]) -> dict[str, tuple[str, dict[str, float]]]:
-    """Transform of every channel: $PnN → (type, parameters with defaults filled in, T = $PnR by default).
+    """Transform of every channel: $PnN → (type, parameters with defaults filled in, T = the top of the
+    channel's linear scale by default, see :func:`linear_top`).
 
     Per-tube ``transforms`` entries (keyed by marker or $PnN) override the panel defaults (logicle for
     fluorescence, linear for scatter); Time and ``type: none`` channels are left out (untouched).
@@ -229,5 +230,23 @@ def channel_transforms(panel: Panel, tube: str, channels: Sequence[ChannelLike],
             t = panel.transforms.fluorescence
         if t.type == "none":
             continue
-        out[c.name] = (t.type, t.resolved_params(float(c.range) if c.range else 262144.0))
+        out[c.name] = (t.type, t.resolved_params(linear_top(c)))
     return out
+
+
+def linear_value(channel: ChannelLike, raw: float) -> float:
+    """A raw channel value in linearized, $PnG-scaled units, as ``read_fcs(..., linearize=True)`` gives them:
+    ``f2·10^(f1·raw/$PnR)`` for a log-amplified channel ($PnE = f1,f2; f2 = 0 read as 1), else ``raw / $PnG``
+    (gain 0 or 1, and Time, unscaled)."""
+    rng = float(channel.range) if channel.range else 262144.0
+    decades = float(getattr(channel, "log_decades", 0.0) or 0.0)
+    if decades > 0:
+        offset = float(getattr(channel, "log_offset", 0.0) or 0.0) or 1.0
+        return offset * 10.0 ** (decades * raw / rng)
+    gain = float(getattr(channel, "gain", 1.0) or 1.0)
+    return raw / gain if gain not in (0.0, 1.0) and not is_time(channel.name) else raw
+
+
+def linear_top(channel: ChannelLike) -> float:
+    """Top of a channel's scale in linearized units: :func:`linear_value` of $PnR."""
+    return linear_value(channel, float(channel.range) if channel.range else 262144.0)

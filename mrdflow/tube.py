@@ -3,7 +3,9 @@ column of every template dimension.
 
 :func:`check_tube` does everything except touching the events (what ``validate-panel`` runs on every file);
 :func:`prepare_tube` also runs the fused compensation + transform pass (:func:`mrdflow.scaling.scale_events`)
-**in place** on ``fcs.events`` — no copy of the event matrix is made.
+**in place** on ``fcs.events`` — no copy of the event matrix is made. The events must be linear, $PnG-scaled
+values (``read_fcs(path, linearize=True)``), which is what the GatingML 2.0 transforms (and the exported
+GatingML) assume.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 from mrdflow.errors import MrdflowError, PanelError, TemplateError
 from mrdflow.gating.template import Template
 from mrdflow.panel import Panel
-from mrdflow.panel_files import channel_transforms, resolve_dims, resolve_markers
+from mrdflow.panel_files import channel_transforms, linear_value, resolve_dims, resolve_markers
 from mrdflow.transforms import Transform, transform_from_dict
 
 __all__ = ["TubeSetup", "check_tube", "prepare_tube"]
@@ -33,7 +35,8 @@ class TubeSetup:
     index : template dimension → column (what :func:`mrdflow.gating.engine.gate_events` takes).
     transforms : $PnN → transform applied.
     spillover : the spillover used (None = uncompensated; see ``warnings``).
-    upper_limits : template dimension → top of its scale in transformed units ($PnR − 1 transformed).
+    upper_limits : template dimension → top of its scale in transformed units ($PnR − 1, linearized and
+        transformed).
     warnings : e.g. ``spillover_missing``.
     """
 
@@ -74,7 +77,7 @@ def check_tube(panel: Panel, tube: str, fcs: Any, template: Template) -> TubeSet
     upper: dict[str, float] = {}
     for dim, col in index.items():
         ch = channels[col]
-        top = np.array([max(float(ch.range) - 1.0, 0.0)], dtype=np.float32)
+        top = np.array([linear_value(ch, max(float(ch.range) - 1.0, 0.0))], dtype=np.float32)
         t = transforms.get(ch.name)
         upper[dim] = float((t.apply(top) if t is not None else top)[0])
     return TubeSetup(tube=tube, markers=markers, index=index, transforms=transforms, spillover=spill,

@@ -19,7 +19,7 @@ fk = pytest.importorskip("flowkit")
 def gate_file(panel_path, fcs_path):
     panel = load_panel(panel_path)
     template = load_template(panel.template)
-    fcs = read_fcs(fcs_path)
+    fcs = read_fcs(fcs_path, linearize=True)
     setup = prepare_tube(panel, "tube1", fcs, template)
     return template, setup, [c.name for c in fcs.channels], gate_events(fcs.events, setup.index, template,
                                                                         upper_limits=setup.upper_limits)

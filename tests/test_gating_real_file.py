@@ -50,7 +50,7 @@ def test_real_file_gates_and_flowkit_agrees(tmp_path):
         """))
     panel = load_panel(tmp_path / "panel.yaml")
     template = template_from_dict(TEMPLATE)
-    fcs = read_fcs(src)
+    fcs = read_fcs(src, linearize=True)
     setup = prepare_tube(panel, "t", fcs, template)
     assert setup.spillover is not None and setup.warnings == []
     result = gate_events(fcs.events, setup.index, template, upper_limits=setup.upper_limits)
@@ -64,6 +64,45 @@ def test_real_file_gates_and_flowkit_agrees(tmp_path):
     assert c["aad_neg"] == c["cells"] - c["aad_pos"]
 
     out = tmp_path / "real.xml"
+    export_gatingml(result, setup, [ch.name for ch in fcs.channels], out)
+    fk_result = fk.parse_gating_xml(str(out)).gate_sample(fk.Sample(str(src)))
+    for name in template.nodes:
+        assert np.array_equal(fk_result.get_gate_membership(name), result.mask(name)), name
+
+
+CALIBUR = "RGLab__flowCore__inst__extdata__0877408774.B08"
+
+
+def test_log_amplified_facscalibur_file_gates_on_linearized_scale_and_flowkit_agrees(tmp_path):
+    """FCS 2.0, 4-decade log amplifiers ($PnE = 4,0): logicle T defaults to 10^4 (the linearized top), margins
+    come from $PnR − 1 linearized, and FlowKit (which linearizes the same way) agrees event for event."""
+    src = shared_path("fcs_corpus", "files", CALIBUR)
+    (tmp_path / "t.yaml").write_text("populations: {x: {dims: [FSC-H], gate: {type: range, min: 0}}}\n")
+    (tmp_path / "panel.yaml").write_text(textwrap.dedent("""\
+        name: calibur
+        tubes:
+          t:
+            markers: [{name: FL1, channel: FL1-H}, {name: FL2, channel: FL2-H}]
+        template: t.yaml
+        compensation: {source: none}
+        """))
+    template = template_from_dict({"populations": {
+        "no_margins": {"dims": ["FSC-H", "SSC-H"], "method": "margin"},
+        "cells": {"parent": "no_margins", "dims": ["FSC-H", "SSC-H"], "method": "cluster",
+                  "args": {"target": [0.4, 0.2], "n_components": 3}},
+        "fl1_pos": {"parent": "cells", "dims": ["FL1"], "method": "density_valley"},
+        "fl2_tail": {"parent": "cells", "dims": ["FL2"], "method": "tail"},
+        "dp": {"parent": "cells", "dims": ["FL1", "FL2"],
+               "gate": {"type": "quadrant", "dividers": [0.5, 0.5], "quadrant": "++"}},
+    }})
+    panel = load_panel(tmp_path / "panel.yaml")
+    fcs = read_fcs(src, linearize=True)
+    setup = prepare_tube(panel, "t", fcs, template)
+    assert setup.transforms["FL1-H"].T == pytest.approx(1e4) and setup.transforms["FSC-H"].T == 1024
+    raw_top = read_fcs(src).events[:, 0] >= 1023  # saturated forward scatter
+    result = gate_events(fcs.events, setup.index, template, upper_limits=setup.upper_limits)
+    assert raw_top.any() and not (result.mask("no_margins") & raw_top).any()
+    out = tmp_path / "calibur.xml"
     export_gatingml(result, setup, [ch.name for ch in fcs.channels], out)
     fk_result = fk.parse_gating_xml(str(out)).gate_sample(fk.Sample(str(src)))
     for name in template.nodes:

@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
 
     panel = load_panel(args.panel)
     template = load_template(panel.template)
-    fcs = read_fcs(args.file)
+    fcs = read_fcs(args.file, linearize=True)  # linear, PnG-scaled values: what GatingML transforms expect
     if args.tube is not None:
         wanted = args.tube.casefold()
         tube = next((t for t, spec in panel.tubes.items()
