@@ -199,3 +199,22 @@ def test_transform_override_for_unknown_marker(tmp_path):
     chans = [Ch("FITC-A", "CD38"), Ch("BV421-A", "CD138"), Ch("V500-A", "CD45")]
     with pytest.raises(PanelError, match="tubes.tube1.transforms.CD99"):
         channel_transforms(panel, "tube1", chans, resolve_markers(panel, "tube1", chans))
+
+
+def test_default_transform_top_is_the_linearized_scale(tmp_path):
+    @dataclass
+    class LogCh:
+        name: str
+        marker: str | None
+        range: float
+        log_decades: float = 0.0
+        log_offset: float = 0.0
+        gain: float = 1.0
+
+    panel = load_panel(write(tmp_path, BASE))
+    chans = [LogCh("FL1-H", "CD38", 1024.0, 4.0, 0.0), LogCh("FL2-H", "CD138", 1024.0, 4.0, 2.0),
+             LogCh("FL3-A", "CD45", 262144.0, gain=2.0)]
+    tr = channel_transforms(panel, "tube1", chans, resolve_markers(panel, "tube1", chans))
+    assert tr["FL1-H"][1]["T"] == pytest.approx(1e4)   # $PnE = 4,0 → 10^4
+    assert tr["FL2-H"][1]["T"] == pytest.approx(2e4)   # $PnE = 4,2 → 2·10^4
+    assert tr["FL3-A"][1]["T"] == pytest.approx(131072.0)  # $PnR / $PnG
