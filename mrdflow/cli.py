@@ -24,6 +24,8 @@ COMMANDS: dict[str, str] = {
     "endpoints": "endpoints",
     "info": "info",
     "simulate": "simulate",
+    "validate-panel": "validate_panel",
+    "gate": "gate",
 }
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2

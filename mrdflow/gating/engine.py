@@ -1,0 +1,224 @@
+"""The gating engine: a template's population tree evaluated on one tube's scaled events.
+
+:func:`gate_events` walks the tree top-down (parents and referenced populations first). Fixed gates are built
+from the template; adaptive ones are fitted on a seeded subsample of their parent's events (≤ ``max_events``
+of the method) and turned into the fixed geometry they chose. Every gate is then evaluated by the numba
+kernels of :mod:`mrdflow.gating.gates` on its parent's events only — the event matrix is never copied; a node's
+membership is one bool mask, kept bit-packed (n/8 bytes) once its dependants are done.
+
+Labels: every event gets one small integer, the id of the **deepest** population containing it (0 = root:
+in no population). When populations of equal depth overlap (siblings, or a boolean population beside a gated
+one) the one that comes **first in template order** wins. ``GatingResult.label_names[i]`` names label ``i``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+import numpy as np
+
+from mrdflow.errors import GateError, TemplateError
+from mrdflow.gating.adaptive import METHODS, AdaptiveGate, subsample_indices
+from mrdflow.gating.gates import (BooleanGate, EllipsoidGate, Gate, PolygonGate, RangeGate, RectangleGate)
+from mrdflow.gating.template import ROOT, Node, Template
+
+__all__ = ["GatingResult", "gate_events", "build_gate", "boolean_gate"]
+
+
+def build_gate(geometry: Mapping[str, Any], dims: tuple[str, ...]) -> Gate:
+    """A :mod:`mrdflow.gating.gates` object from a template/adaptive geometry description on ``dims``.
+
+    Quadrants become the rectangle of the chosen quadrant (``+`` = at or above the divider); ``not_<type>``
+    becomes a boolean ``not`` of that gate.
+    """
+    kind = geometry["type"]
+    if kind.startswith("not_"):
+        return BooleanGate("not", (build_gate({**geometry, "type": kind[4:]}, dims),))
+    if kind == "range":
+        return RangeGate.on(dims[0], geometry.get("min"), geometry.get("max"))
+    if kind == "rectangle":
+        return RectangleGate(tuple(dims), tuple(geometry["min"]), tuple(geometry["max"]))
+    if kind == "polygon":
+        return PolygonGate(tuple(dims), tuple(tuple(v) for v in geometry["vertices"]))
+    if kind == "ellipse":
+        return EllipsoidGate(tuple(dims), tuple(geometry["mean"]), tuple(tuple(r) for r in geometry["covariance"]),
+                             geometry["distance_square"])
+    if kind == "quadrant":
+        lo, hi = [], []
+        for div, sign in zip(geometry["dividers"], geometry["quadrant"]):
+            lo.append(div if sign == "+" else None)
+            hi.append(div if sign == "-" else None)
+        return RectangleGate(tuple(dims), tuple(lo), tuple(hi))
+    raise GateError(f"unknown gate geometry type {kind!r}")
+
+
+def boolean_gate(tree: Any) -> BooleanGate:
+    """A :class:`BooleanGate` over population names from a parsed template expression."""
+    def operand(t):
+        if t[0] == "ref":
+            return t[1], False
+        if t[0] == "not":
+            inner, comp = operand(t[1])
+            return inner, not comp
+        return boolean_gate(t), False
+
+    if tree[0] == "ref":
+        return BooleanGate("and", (tree[1], tree[1]))
+    if tree[0] == "not":
+        inner, comp = operand(tree[1])
+        return BooleanGate("and", (inner, inner), (not comp, not comp))
+    ops = [operand(t) for t in tree[1]]
+    return BooleanGate(tree[0], tuple(o for o, _ in ops), tuple(c for _, c in ops))
+
+
+@dataclass
+class GatingResult:
+    """What gating one tube produced.
+
+    Attributes
+    ----------
+    template : the template evaluated.
+    n_events : events in the tube.
+    labels : ndarray (n_events,), uint8 (uint16 beyond 255 populations) — deepest population of each event,
+        0 = root only; see the module docstring for overlaps.
+    label_names : population name of each label value (``label_names[0] == "root"``).
+    counts : events in each population.
+    gates : the fixed gate (mrdflow.gating.gates) each population was evaluated with — for adaptive nodes,
+        the geometry they chose on this sample.
+    fitted : the fitted adaptive estimators by population (their ``*_`` attributes tell what they chose).
+    """
+
+    template: Template
+    n_events: int
+    labels: np.ndarray
+    label_names: tuple[str, ...]
+    counts: dict[str, int]
+    gates: dict[str, Gate]
+    fitted: dict[str, AdaptiveGate] = field(default_factory=dict)
+    _packed: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def mask(self, name: str) -> np.ndarray:
+        """Bool membership of population ``name`` (all True for ``root``)."""
+        if name == ROOT:
+            return np.ones(self.n_events, dtype=bool)
+        if name not in self._packed:
+            raise KeyError(f"no population {name!r}; populations: {', '.join(self.counts)}")
+        return np.unpackbits(self._packed[name], count=self.n_events).view(bool)
+
+    def parent_count(self, name: str) -> int:
+        parent = self.template.nodes[name].parent
+        return self.n_events if parent == ROOT else self.counts[parent]
+
+    def geometry(self) -> dict[str, dict]:
+        """Plain description (``to_dict()``) of every population's resolved gate."""
+        return {name: g.to_dict() for name, g in self.gates.items()}
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per population (template order): population, parent, depth, count, pct_of_parent,
+        pct_of_total and pct_of_evaluable (NaN unless exactly one population has the ``evaluable`` role)."""
+        evaluable = self.template.by_role("evaluable")
+        n_eval = self.counts[evaluable[0]] if len(evaluable) == 1 else 0
+        out = []
+        for name, node in self.template.nodes.items():
+            c, pc = self.counts[name], self.parent_count(name)
+            out.append({"population": name, "parent": node.parent, "depth": node.depth, "count": c,
+                        "pct_of_parent": 100.0 * c / pc if pc else float("nan"),
+                        "pct_of_total": 100.0 * c / self.n_events if self.n_events else float("nan"),
+                        "pct_of_evaluable": 100.0 * c / n_eval if n_eval else float("nan")})
+        return out
+
+
+def gate_events(events: np.ndarray, index: Mapping[str, int], template: Template, *,
+                upper_limits: Mapping[str, float] | None = None) -> GatingResult:
+    """Evaluate ``template`` on one tube's compensated, transformed events.
+
+    Parameters
+    ----------
+    events : ndarray (n_events, n_channels), float32, C-contiguous — scaled events (not modified).
+    index : template dimension name → column of ``events`` (see :func:`mrdflow.panel_files.resolve_dims`).
+    template : the validated template.
+    upper_limits : dimension → top of its scale in transformed units (the transformed $PnR − 1), used by
+        ``margin`` gates whose ``upper`` is not given.
+
+    Raises
+    ------
+    TemplateError
+        A dimension is missing from ``index`` or an adaptive gate cannot be fitted on this sample (naming the
+        population and why).
+    """
+    events = np.asarray(events)
+    if events.ndim != 2:
+        raise GateError(f"events must be a 2-D (events × channels) array, found shape {events.shape}")
+    n = events.shape[0]
+    src = template.source or "<template>"
+    missing = [d for d in template.dims() if d not in index]
+    if missing:
+        raise TemplateError(f"{src}: dimension(s) {', '.join(missing)} have no column "
+                            f"(resolved dimensions: {', '.join(index)})")
+    names = list(template.nodes)
+    # the deepest population wins; at equal depth the earlier one in template order (written last)
+    paint = sorted(range(len(names)), key=lambda i: (template.nodes[names[i]].depth, -i))
+    last_use: dict[str, int] = {}
+    for i, node in enumerate(template.nodes.values()):
+        for dep in ([node.parent] if node.parent != ROOT else []) + node.references():
+            last_use[dep] = i
+
+    live: dict[str, np.ndarray] = {}
+    packed: dict[str, np.ndarray] = {}
+    counts: dict[str, int] = {}
+    gates: dict[str, Gate] = {}
+    fitted: dict[str, AdaptiveGate] = {}
+    col_index = {d: int(index[d]) for d in template.dims()}
+
+    for i, (name, node) in enumerate(template.nodes.items()):
+        parent = None if node.parent == ROOT else live[node.parent]
+        if node.kind == "gate":
+            gate = build_gate(node.gate, node.dims)
+        elif node.kind == "method":
+            est, gate = _fit_adaptive(node, events, col_index, parent, live, upper_limits, src)
+            fitted[name] = est
+        else:
+            gate = boolean_gate(node.boolean)
+        gates[name] = gate
+        m = gate.mask(events, col_index, parent, resolved=live) if node.kind == "boolean" \
+            else gate.mask(events, col_index, parent)
+        counts[name] = int(np.count_nonzero(m))
+        live[name] = m
+        # free masks nobody needs any more (keep them packed)
+        for dep in [d for d in list(live) if last_use.get(d, -1) <= i and d != name]:
+            packed[dep] = np.packbits(live.pop(dep))
+    for name, m in live.items():
+        packed[name] = np.packbits(m)
+
+    dtype = np.uint8 if len(names) < 255 else np.uint16
+    labels = np.zeros(n, dtype=dtype)
+    for i in paint:
+        m = np.unpackbits(packed[names[i]], count=n).view(bool)
+        labels[m] = i + 1
+    return GatingResult(template=template, n_events=n, labels=labels, label_names=(ROOT, *names),
+                        counts=counts, gates=gates, fitted=fitted, _packed=packed)
+
+
+def _fit_adaptive(node: Node, events: np.ndarray, index: Mapping[str, int], parent: np.ndarray | None,
+                  live: Mapping[str, np.ndarray], upper_limits, src) -> tuple[AdaptiveGate, Gate]:
+    est = METHODS[node.method](**node.args)
+    cols = [index[d] for d in node.dims]
+    rows = np.arange(events.shape[0]) if parent is None else np.flatnonzero(parent)
+    sub = rows[subsample_indices(rows.size, est.max_events, est.seed)]
+    X = events[np.ix_(sub, cols)]
+    try:
+        if node.method == "margin":
+            ul = [None if upper_limits is None else upper_limits.get(d) for d in node.dims]
+            est.fit(X, channel_upper=ul)
+        elif node.method == "reference_distance" and node.args.get("reference"):
+            ref_rows = np.flatnonzero(live[node.args["reference"]])
+            ref_sub = ref_rows[subsample_indices(ref_rows.size, est.max_events, est.seed)]
+            est.fit(X, reference=events[np.ix_(ref_sub, cols)])
+        else:
+            est.fit(X)
+        gate = build_gate(est.geometry_, node.dims)
+    except (ValueError, GateError, np.linalg.LinAlgError) as exc:
+        raise TemplateError(f"{src}: population {node.name!r}, method {node.method}: cannot place the gate on "
+                            f"this sample ({exc}; the parent {node.parent!r} has {rows.size} events)") from None
+    return est, gate

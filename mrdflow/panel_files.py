@@ -1,0 +1,252 @@
+"""Fitting a :class:`~mrdflow.panel.Panel` to real files: finding them, grouping them into samples and tubes,
+resolving markers to channels and choosing each channel's transform.
+
+Functions here take channel descriptions (anything with ``name`` = $PnN, ``marker`` = $PnS or None and
+``range`` = $PnR, such as :class:`mrdflow.fcs.Channel`) and keyword mappings, so they are testable without files;
+only :func:`find_files` and :func:`group_files` touch the file system.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Mapping, Protocol, Sequence
+
+from mrdflow.errors import PanelError
+from mrdflow.panel import Panel, TransformSpec, normalize_marker
+
+__all__ = [
+    "SampleFiles", "find_files", "group_files", "resolve_markers", "resolve_dims", "channel_transforms",
+    "is_scatter", "is_time", "linear_top", "linear_value",
+]
+
+
+class ChannelLike(Protocol):
+    name: str
+    marker: str | None
+    range: float
+
+
+@dataclass(frozen=True)
+class SampleFiles:
+    """One sample: its id and the file of each tube (tube name as in the panel → path)."""
+
+    sample_id: str
+    tubes: dict[str, Path] = field(default_factory=dict)
+
+
+def find_files(panel: Panel) -> list[Path]:
+    """Files matched by ``panel.files`` (a glob relative to the panel file), sorted; error when none match."""
+    pattern = panel.files
+    base = panel.base_dir
+    root = Path("/") if Path(pattern).is_absolute() else base
+    paths = sorted(p for p in root.glob(pattern.lstrip("/") if root == Path("/") else pattern) if p.is_file())
+    if not paths:
+        raise PanelError(
+            f"{panel.source or '<panel>'}: field 'files': the glob {pattern!r} matches no file under {base} "
+            "(expected at least one FCS file; the glob is relative to the panel file)"
+        )
+    return paths
+
+
+def group_files(panel: Panel, paths: Sequence[Path],
+                keywords_of: Callable[[Path], Mapping[str, str]] | None = None) -> list[SampleFiles]:
+    """Group files into samples and tubes by the panel's grouping rule.
+
+    Parameters
+    ----------
+    panel : the validated panel.
+    paths : files to group (usually :func:`find_files`).
+    keywords_of : for ``grouping.by: keyword``, returns a file's TEXT keywords (case-insensitive lookup is
+        done here); defaults to reading them with :func:`mrdflow.fcs.read_fcs`.
+
+    Raises
+    ------
+    PanelError
+        A file name does not match the pattern, a tube label is not a panel tube, a keyword is missing, or two
+        files claim the same sample and tube.
+    """
+    src = panel.source or "<panel>"
+    spec = panel.grouping
+    regex = re.compile(spec.pattern, re.IGNORECASE)
+    samples: dict[str, dict[str, Path]] = {}
+    for path in paths:
+        if spec.by == "filename":
+            m = regex.search(path.name)
+            if m is None:
+                raise PanelError(
+                    f"{src}: field 'grouping.pattern': file name {path.name!r} does not match {spec.pattern!r} "
+                    "(expected named groups 'sample' and 'tube' to be found in every matched file name)"
+                )
+            sample, label = m.group("sample"), m.groupdict().get("tube")
+            where = "grouping.pattern"
+        else:
+            kw = _keywords(path, keywords_of)
+            sample = _keyword(kw, spec.sample_keyword, path, src, "grouping.sample_keyword")
+            label = _keyword(kw, spec.tube_keyword, path, src, "grouping.tube_keyword") \
+                if len(panel.tubes) > 1 else kw.get(spec.tube_keyword.casefold())
+            where = "grouping.tube_keyword"
+        tube = panel.tube_for_label(label)
+        if tube is None:
+            expected = ", ".join(f"{t} (or {', '.join(s.match)})" if s.match else t for t, s in panel.tubes.items())
+            raise PanelError(
+                f"{src}: field '{where}': file {path.name} has tube label {label!r}, which is not a panel tube "
+                f"(expected one of: {expected}; add the label to that tube's 'match' list)"
+            )
+        sample = sample.strip()
+        tubes = samples.setdefault(sample, {})
+        if tube in tubes:
+            raise PanelError(
+                f"{src}: field 'grouping': files {tubes[tube].name} and {path.name} both claim sample {sample!r} "
+                f"tube {tube!r} (expected one file per sample and tube)"
+            )
+        tubes[tube] = path
+    return [SampleFiles(s, dict(t)) for s, t in sorted(samples.items())]
+
+
+def _keywords(path: Path, keywords_of) -> dict[str, str]:
+    if keywords_of is None:
+        from mrdflow.fcs import read_fcs  # local: panel validation must not need the reader otherwise
+        keywords_of = lambda p: read_fcs(p).keywords  # noqa: E731
+    return {str(k).casefold(): str(v) for k, v in dict(keywords_of(path)).items()}
+
+
+def _keyword(kw: Mapping[str, str], name: str, path: Path, src, field_name: str) -> str:
+    value = kw.get(name.casefold())
+    if value is None or not value.strip():
+        raise PanelError(
+            f"{src}: field '{field_name}': file {path.name} has no keyword {name!r} "
+            "(expected it to name the sample/tube; choose another keyword or group by filename)"
+        )
+    return value
+
+
+def resolve_markers(panel: Panel, tube: str, channels: Sequence[ChannelLike], *,
+                    file: str | Path = "<file>") -> dict[str, int]:
+    """Map each marker of ``tube`` to the 0-based index of its channel in ``channels``.
+
+    A marker with ``channel:`` set uses that $PnN (case-insensitive). Otherwise its name and aliases are compared
+    (case/spacing-insensitively) with every channel's $PnS first, then with $PnN. Returned keys are the marker
+    names as written in the panel.
+
+    Raises
+    ------
+    PanelError
+        A marker matches no channel, or matches several.
+    """
+    src = panel.source or "<panel>"
+    spec = panel.tubes[tube]
+    stains = [normalize_marker(c.marker) if c.marker else None for c in channels]
+    names = [normalize_marker(c.name) for c in channels]
+    out: dict[str, int] = {}
+    for i, marker in enumerate(spec.markers):
+        where = f"tubes.{tube}.markers[{i}]"
+        if marker.channel is not None:
+            hits = [j for j, n in enumerate(names) if n == normalize_marker(marker.channel)]
+            if not hits:
+                raise PanelError(
+                    f"{src}: field '{where}.channel': file {file} has no channel named {marker.channel!r} for "
+                    f"marker {marker.name!r} (channels: {', '.join(c.name for c in channels)})"
+                )
+            out[marker.name] = hits[0]
+            continue
+        cands = set(marker.candidates())
+        hits = [j for j, s in enumerate(stains) if s in cands] or [j for j, n in enumerate(names) if n in cands]
+        if not hits:
+            available = ", ".join(f"{c.name}={c.marker}" if c.marker else c.name for c in channels)
+            raise PanelError(
+                f"{src}: field '{where}': marker {marker.name!r} is missing from file {file} "
+                f"(no $PnS or $PnN matches it or its aliases; channels are {available}). "
+                "Add an alias or 'channel:' to the marker entry."
+            )
+        if len(hits) > 1:
+            raise PanelError(
+                f"{src}: field '{where}': marker {marker.name!r} matches several channels of file {file} "
+                f"({', '.join(channels[j].name for j in hits)}); expected exactly one — set 'channel:' to choose"
+            )
+        out[marker.name] = hits[0]
+    return out
+
+
+def resolve_dims(dims: Sequence[str], markers: Mapping[str, int], channels: Sequence[ChannelLike], *,
+                 where: str, file: str | Path = "<file>") -> dict[str, int]:
+    """Column index of each template dimension: a panel marker name first, then a $PnN (scatter, Time)."""
+    by_marker = {normalize_marker(k): v for k, v in markers.items()}
+    by_name = {normalize_marker(c.name): j for j, c in enumerate(channels)}
+    out: dict[str, int] = {}
+    for d in dims:
+        key = normalize_marker(d)
+        if key in by_marker:
+            out[d] = by_marker[key]
+        elif key in by_name:
+            out[d] = by_name[key]
+        else:
+            raise PanelError(
+                f"{where}: dimension {d!r} is neither a marker of the tube ({', '.join(markers)}) nor a channel "
+                f"of file {file} ({', '.join(c.name for c in channels)})"
+            )
+    return out
+
+
+def is_scatter(name: str) -> bool:
+    """Forward/side scatter parameter by $PnN convention (FSC-A, SSC-H, ...)."""
+    return normalize_marker(name)[:3] in {"fsc", "ssc"}
+
+
+def is_time(name: str) -> bool:
+    return normalize_marker(name) == "time"
+
+
+def channel_transforms(panel: Panel, tube: str, channels: Sequence[ChannelLike],
+                       markers: Mapping[str, int]) -> dict[str, tuple[str, dict[str, float]]]:
+    """Transform of every channel: $PnN → (type, parameters with defaults filled in, T = the top of the
+    channel's linear scale by default, see :func:`linear_top`).
+
+    Per-tube ``transforms`` entries (keyed by marker or $PnN) override the panel defaults (logicle for
+    fluorescence, linear for scatter); Time and ``type: none`` channels are left out (untouched).
+    """
+    src = panel.source or "<panel>"
+    spec = panel.tubes[tube]
+    override: dict[int, TransformSpec] = {}
+    for key, tspec in spec.transforms.items():
+        hit = [j for m, j in markers.items() if normalize_marker(m) == normalize_marker(key)] or \
+              [j for j, c in enumerate(channels) if normalize_marker(c.name) == normalize_marker(key)]
+        if not hit:
+            raise PanelError(
+                f"{src}: field 'tubes.{tube}.transforms.{key}': {key!r} is neither a marker of the tube nor a channel "
+                f"of the file (expected one of {', '.join([*markers, *(c.name for c in channels)])})"
+            )
+        override[hit[0]] = tspec
+    out: dict[str, tuple[str, dict[str, float]]] = {}
+    for j, c in enumerate(channels):
+        if j in override:
+            t = override[j]
+        elif is_time(c.name):
+            continue
+        elif is_scatter(c.name):
+            t = panel.transforms.scatter
+        else:
+            t = panel.transforms.fluorescence
+        if t.type == "none":
+            continue
+        out[c.name] = (t.type, t.resolved_params(linear_top(c)))
+    return out
+
+
+def linear_value(channel: ChannelLike, raw: float) -> float:
+    """A raw channel value in linearized, $PnG-scaled units, as ``read_fcs(..., linearize=True)`` gives them:
+    ``f2·10^(f1·raw/$PnR)`` for a log-amplified channel ($PnE = f1,f2; f2 = 0 read as 1), else ``raw / $PnG``
+    (gain 0 or 1, and Time, unscaled)."""
+    rng = float(channel.range) if channel.range else 262144.0
+    decades = float(getattr(channel, "log_decades", 0.0) or 0.0)
+    if decades > 0:
+        offset = float(getattr(channel, "log_offset", 0.0) or 0.0) or 1.0
+        return offset * 10.0 ** (decades * raw / rng)
+    gain = float(getattr(channel, "gain", 1.0) or 1.0)
+    return raw / gain if gain not in (0.0, 1.0) and not is_time(channel.name) else raw
+
+
+def linear_top(channel: ChannelLike) -> float:
+    """Top of a channel's scale in linearized units: :func:`linear_value` of $PnR."""
+    return linear_value(channel, float(channel.range) if channel.range else 262144.0)

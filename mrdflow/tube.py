@@ -1,0 +1,124 @@
+"""One tube made ready for gating: a panel + a read FCS data set → compensated, transformed events and the
+column of every template dimension.
+
+:func:`check_tube` does everything except touching the events (what ``validate-panel`` runs on every file);
+:func:`prepare_tube` also runs the fused compensation + transform pass (:func:`mrdflow.scaling.scale_events`)
+**in place** on ``fcs.events`` — no copy of the event matrix is made. The events must be linear, $PnG-scaled
+values (``read_fcs(path, linearize=True)``), which is what the GatingML 2.0 transforms (and the exported
+GatingML) assume.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from mrdflow.errors import MrdflowError, PanelError, TemplateError
+from mrdflow.gating.template import Template
+from mrdflow.panel import Panel
+from mrdflow.panel_files import channel_transforms, linear_value, resolve_dims, resolve_markers
+from mrdflow.transforms import Transform, transform_from_dict
+
+__all__ = ["TubeSetup", "check_tube", "prepare_tube"]
+
+
+@dataclass
+class TubeSetup:
+    """How one file of one tube is read by the panel.
+
+    Attributes
+    ----------
+    tube : panel tube name.
+    markers : panel marker → column.
+    index : template dimension → column (what :func:`mrdflow.gating.engine.gate_events` takes).
+    transforms : $PnN → transform applied.
+    spillover : the spillover used (None = uncompensated; see ``warnings``).
+    upper_limits : template dimension → top of its scale in transformed units ($PnR − 1, linearized and
+        transformed).
+    warnings : e.g. ``spillover_missing``.
+    """
+
+    tube: str
+    markers: dict[str, int]
+    index: dict[str, int]
+    transforms: dict[str, Transform]
+    spillover: Any
+    upper_limits: dict[str, float]
+    warnings: list[str] = field(default_factory=list)
+
+
+def check_tube(panel: Panel, tube: str, fcs: Any, template: Template) -> TubeSetup:
+    """Resolve markers, template dimensions, transforms and the spillover of one file; touch no events.
+
+    Raises
+    ------
+    PanelError
+        A marker or dimension does not resolve, a transform parameter is invalid, or the spillover is unusable.
+    """
+    src = panel.source or "<panel>"
+    file = getattr(fcs, "path", "<file>")
+    channels = fcs.channels
+    markers = resolve_markers(panel, tube, channels, file=file)
+    try:
+        index = resolve_dims(template.dims(), markers, channels, where=f"{template.source or '<template>'}",
+                             file=file)
+    except PanelError as exc:
+        raise TemplateError(str(exc)) from None
+    transforms: dict[str, Transform] = {}
+    for name, (kind, params) in channel_transforms(panel, tube, channels, markers).items():
+        try:
+            transforms[name] = transform_from_dict({"kind": kind, **params})
+        except MrdflowError as exc:
+            raise PanelError(f"{src}: transform of channel {name} (tube {tube}, file {file}): {exc}") from None
+    warnings: list[str] = []
+    spill = _spillover(panel, fcs, channels, warnings)
+    upper: dict[str, float] = {}
+    for dim, col in index.items():
+        ch = channels[col]
+        top = np.array([linear_value(ch, max(float(ch.range) - 1.0, 0.0))], dtype=np.float32)
+        t = transforms.get(ch.name)
+        upper[dim] = float((t.apply(top) if t is not None else top)[0])
+    return TubeSetup(tube=tube, markers=markers, index=index, transforms=transforms, spillover=spill,
+                     upper_limits=upper, warnings=warnings)
+
+
+def _spillover(panel: Panel, fcs: Any, channels, warnings: list[str]):
+    from mrdflow.scaling import inverse_spillover
+
+    src = panel.source or "<panel>"
+    file = getattr(fcs, "path", "<file>")
+    comp = panel.compensation
+    if comp.source == "none":
+        return None
+    if comp.source == "csv":
+        from mrdflow.fcs import read_spillover_csv
+        try:
+            spill = read_spillover_csv(comp.csv, channels=[c.name for c in channels])
+        except MrdflowError as exc:
+            raise PanelError(f"{src}: field 'compensation.csv': {exc}") from None
+    else:
+        spill = fcs.spillover
+        if spill is None:
+            warnings.append("spillover_missing")
+            return None
+    names = {c.name for c in channels}
+    absent = [c for c in spill.channels if c not in names]
+    if absent:
+        raise PanelError(f"{src}: field 'compensation': spillover ({spill.source}) names channel(s) "
+                         f"{', '.join(absent)} that file {file} lacks")
+    try:
+        inverse_spillover(spill)
+    except MrdflowError as exc:
+        raise PanelError(f"{src}: field 'compensation': spillover of file {file} is not usable: {exc}") from None
+    return spill
+
+
+def prepare_tube(panel: Panel, tube: str, fcs: Any, template: Template) -> TubeSetup:
+    """:func:`check_tube`, then compensate and transform ``fcs.events`` in place (one fused pass)."""
+    from mrdflow.scaling import scale_events
+
+    setup = check_tube(panel, tube, fcs, template)
+    scale_events(fcs.events, [c.name for c in fcs.channels], setup.spillover, setup.transforms)
+    return setup

@@ -1,0 +1,156 @@
+"""Adaptive gates on generated mixtures with known answers, and on shifted copies (the gate follows)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from mrdflow.gating.adaptive import (Cluster, DensityValley, Margin, ReferenceDistance, Singlet, Tail,
+                                     subsample_indices)
+
+
+def bimodal(seed=0, n=100_000, lo=1.0, hi=3.0, sd=0.3, frac_hi=0.3):
+    rng = np.random.default_rng(seed)
+    k = int(n * frac_hi)
+    return np.r_[rng.normal(lo, sd, n - k), rng.normal(hi, sd, k)].astype(np.float32)
+
+
+def true_valley(lo=1.0, hi=3.0, sd=0.3, frac_hi=0.3):
+    x = np.linspace(lo, hi, 20001)
+    dens = (1 - frac_hi) * stats.norm.pdf(x, lo, sd) + frac_hi * stats.norm.pdf(x, hi, sd)
+    return x[np.argmin(dens)]
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.8, -1.5])
+def test_density_valley_finds_the_true_valley_and_follows_a_shift(shift):
+    x = bimodal() + np.float32(shift)
+    g = DensityValley(keep="above").fit(x)
+    assert abs(g.threshold_ - (true_valley() + shift)) < 0.05
+    assert not g.used_fallback_
+    assert abs(g.modes_[0] - (1 + shift)) < 0.05 and abs(g.modes_[1] - (3 + shift)) < 0.05
+    kept = g.apply(x)
+    assert abs(kept.mean() - 0.3) < 0.01
+
+
+def test_density_valley_respects_bounds():
+    rng = np.random.default_rng(1)
+    x = np.r_[bimodal(), rng.normal(6.0, 0.3, 50_000).astype(np.float32)]
+    # three modes; searching within [2, 8] must split the 3 and 6 modes
+    g = DensityValley(bounds=[2.0, 8.0]).fit(x)
+    assert 4.0 < g.threshold_ < 5.0
+
+
+def test_density_valley_single_mode_falls_back_to_shoulder_or_value():
+    x = np.random.default_rng(2).normal(2.0, 0.3, 100_000).astype(np.float32)
+    g = DensityValley().fit(x)
+    assert g.used_fallback_ and abs(g.threshold_ - (2.0 + 3 * 0.3)) < 0.08
+    assert DensityValley(fallback=1.7).fit(x).threshold_ == 1.7
+
+
+@pytest.mark.parametrize("shift", [0.0, 1.0])
+def test_tail_sits_on_the_shoulder_of_the_dominant_peak(shift):
+    rng = np.random.default_rng(3)
+    x = (np.r_[rng.normal(2.0, 0.3, 95_000), rng.normal(4.0, 0.4, 5_000)] + shift).astype(np.float32)
+    g = Tail(side="above", k=3).fit(x)
+    assert abs(g.mode_ - (2.0 + shift)) < 0.05 and abs(g.sigma_ - 0.3) < 0.03
+    assert abs(g.threshold_ - (2.9 + shift)) < 0.1
+    below = Tail(side="below", k=2).fit(x)
+    assert abs(below.threshold_ - (1.4 + shift)) < 0.1 and below.geometry_["max"] == below.threshold_
+
+
+def mixture2d(shift=(0.0, 0.0), seed=4):
+    rng = np.random.default_rng(seed)
+    a = rng.multivariate_normal([1.0, 1.0], [[0.05, 0.0], [0.0, 0.05]], 60_000)
+    b = rng.multivariate_normal([3.0, 2.0], [[0.10, 0.03], [0.03, 0.10]], 20_000)
+    c = rng.multivariate_normal([1.0, 3.0], [[0.04, 0.0], [0.0, 0.04]], 20_000)
+    X = np.r_[a, b, c] + np.asarray(shift)
+    truth = np.r_[np.zeros(60_000), np.ones(20_000), np.full(20_000, 2)]
+    return X.astype(np.float32), truth
+
+
+@pytest.mark.parametrize("shift", [(0.0, 0.0), (0.5, -0.4)])
+def test_cluster_recovers_the_target_component(shift):
+    X, truth = mixture2d(shift)
+    g = Cluster(target=[2.8, 2.1], n_components=3, quantile=0.95, seed=0).fit(X)
+    assert np.allclose(g.mean_, np.array([3.0, 2.0]) + shift, atol=0.03)
+    assert np.allclose(g.covariance_, [[0.10, 0.03], [0.03, 0.10]], atol=0.01)
+    kept = g.apply(X)
+    # the 95 % contour of the right component, hardly anything of the others
+    assert abs(kept[truth == 1].mean() - 0.95) < 0.01
+    assert kept[truth != 1].mean() < 0.001
+    assert g.geometry_["type"] == "ellipse" and g.distance_square_ == pytest.approx(stats.chi2.ppf(0.95, 2))
+
+
+def test_cluster_is_deterministic_by_seed():
+    X, _ = mixture2d()
+    a = Cluster(target=[1, 3], n_components=3, seed=7, max_events=5_000).fit(X)
+    b = Cluster(target=[1, 3], n_components=3, seed=7, max_events=5_000).fit(X)
+    assert a.geometry_ == b.geometry_ and a.n_fit_events_ == 5_000
+
+
+@pytest.mark.parametrize("scale", [1.0, 1.3])
+def test_singlet_band_is_median_plus_k_mad(scale):
+    rng = np.random.default_rng(5)
+    h = rng.normal(80_000, 15_000, 50_000) * scale
+    ratio = rng.normal(1.10, 0.02, 50_000)
+    area = h * ratio
+    area[:2_500] *= 1.8  # doublets: much larger area for their height
+    X = np.c_[area, h].astype(np.float32)
+    g = Singlet(k=4).fit(X)
+    r = X[:, 0].astype(float) / X[:, 1]
+    assert g.median_ == pytest.approx(np.median(r), rel=1e-6)
+    assert g.upper_ == pytest.approx(np.median(r) + 4 * stats.median_abs_deviation(r, scale="normal"), rel=1e-6)
+    kept = g.apply(X)
+    assert kept[:2_500].sum() == 0
+    assert kept[2_500:].mean() > 0.999
+    # the wedge geometry is the ratio rule itself
+    assert np.array_equal(kept, (r < g.upper_) & (r >= g.lower_) & (X[:, 1] > 0))
+
+
+def test_margin_removes_saturated_and_minimum_piles():
+    rng = np.random.default_rng(6)
+    x = rng.uniform(0.1, 0.9, (10_000, 2)).astype(np.float32)
+    x[:30, 0] = 1.0  # saturated in dim 0
+    x[30:50, 1] = 0.0  # piled at the minimum in dim 1
+    x[50:55, 1] = 0.95  # only 5 at the top: not a pile (min_pile = 10)
+    g = Margin().fit(x)
+    assert g.upper_ == [1.0, None] and g.lower_[1] == 0.0 and g.lower_[0] is None
+    kept = g.apply(x)
+    assert kept[:50].sum() == 0 and kept[50:].all()
+    # limits from $PnR (channel_upper) win over the data
+    g2 = Margin().fit(x, channel_upper=[0.85, None])
+    assert g2.upper_[0] == 0.85 and not g2.apply(x)[(x[:, 0] >= 0.85)].any()
+
+
+@pytest.mark.parametrize("shift", [0.0, 0.7])
+def test_reference_distance_flags_events_away_from_the_reference(shift):
+    rng = np.random.default_rng(8)
+    ref = rng.multivariate_normal([2.0 + shift, 2.0], [[0.04, 0.01], [0.01, 0.04]], 5_000).astype(np.float32)
+    aberrant = rng.multivariate_normal([1.0 + shift, 3.0], [[0.02, 0], [0, 0.02]], 500).astype(np.float32)
+    X = np.r_[ref, aberrant]
+    g = ReferenceDistance(reference="normal", quantile=0.999).fit(X, reference=ref)
+    out = g.apply(X)
+    assert out[:5_000].mean() < 0.003  # ≈ 1 − 0.999 of the reference itself
+    assert out[5_000:].mean() > 0.99
+    assert np.allclose(g.mean_, [2.0 + shift, 2.0], atol=0.02)
+
+
+def test_reference_distance_from_stored_model_and_inside_side():
+    model = {"mean": [0.0, 0.0], "covariance": [[1.0, 0.0], [0.0, 1.0]]}
+    X = np.array([[0.5, 0.5], [4.0, 0.0], [0.0, -3.2]], dtype=np.float32)
+    inside = ReferenceDistance(model=model, quantile=0.99, side="inside").fit(X)
+    assert inside.apply(X).tolist() == [True, False, False]  # χ²(0.99, 2) = 9.21
+    assert ReferenceDistance(model=model, quantile=0.99).fit(X).apply(X).tolist() == [False, True, True]
+
+
+def test_subsample_is_bounded_and_deterministic():
+    a = subsample_indices(1_000_000, 200_000, seed=3)
+    assert a.size == 200_000 and np.array_equal(a, subsample_indices(1_000_000, 200_000, seed=3))
+    assert np.all(np.diff(a) > 0)
+    assert np.array_equal(subsample_indices(10, 200_000, 0), np.arange(10))
+
+
+def test_apply_before_fit_is_an_error():
+    with pytest.raises(RuntimeError, match="not fitted"):
+        Tail().apply(np.zeros(3))
