@@ -118,7 +118,9 @@ def logicle_params(T: float, W: float, M: float, A: float) -> np.ndarray:
     f = -mf_a * a
     p = np.zeros(N_PARAMS)
     p[_A], p[_B], p[_C], p[_D], p[_F] = a, b, c, d, f
-    p[_X1], p[_XTAYLOR], p[_W] = x1, x1 + w / 4.0, w
+    # Taylor series within a quarter linear width of data zero (at least 0.0125 scale units: with W -> 0
+    # the closed form cancels catastrophically for tiny data values)
+    p[_X1], p[_XTAYLOR], p[_W] = x1, x1 + max(w, 0.05) / 4.0, w
     # Taylor series of B around x1 (data zero), avoiding the cancellation of the closed form there
     pos = a * math.exp(b * x1)
     neg = -c / math.exp(d * x1)
@@ -145,7 +147,9 @@ def hyperlog_params(T: float, W: float, M: float, A: float) -> np.ndarray:
     f = f_a * a
     p = np.zeros(N_PARAMS)
     p[_A], p[_B], p[_C], p[_F] = a, b, c, f
-    p[_X1], p[_XTAYLOR], p[_W] = x1, x1 + w / 4.0, w
+    # Taylor series within a quarter linear width of data zero (at least 0.0125 scale units: with W -> 0
+    # the closed form cancels catastrophically for tiny data values)
+    p[_X1], p[_XTAYLOR], p[_W] = x1, x1 + max(w, 0.05) / 4.0, w
     coef = a * math.exp(b * x1)
     for i in range(TAYLOR_LENGTH):
         coef *= b / (i + 1)
@@ -197,6 +201,8 @@ def logicle_value(x: float, p) -> float:
         y = x1 + x / p[_TAYLOR0]  # quasi-linear region
     else:
         y = math.log(x / a) / b
+        if y < x1:  # (f = 0 when W = 0) a positive value lies above x1: start from the linear guess
+            y = x1 + x / p[_TAYLOR0]
     tol = 3.0 * _EPS
     if y > 1.0:
         tol = 3.0 * y * _EPS
@@ -248,6 +254,8 @@ def hyperlog_value(x: float, p) -> float:
         y = x1 + x * p[_W] / p[_GUESS]
     else:
         y = math.log(x / a) / b
+        if y < x1:
+            y = x1 + x * p[_W] / p[_GUESS]
     tol = 3.0 * _EPS
     if y > 1.0:
         tol = 3.0 * y * _EPS
