@@ -1,0 +1,420 @@
+"""Normal versus aberrant plasma cells, judged against each sample's own reference populations.
+
+Normal bone-marrow plasma cells (PCs) are CD19+ CD56− CD27+ CD81+ CD117− and CD38 very bright; myeloma PCs
+deviate on one or more of these markers, usually two or three (Liu, J Clin Pathol 2012: median 3 aberrancies
+in neoplastic vs 0 in normal PCs; DOMAIN.md §2.1–2.2). Two facts shape the method:
+
+* **No fixed cut-offs in transformed units.** Each marker's negative/positive boundary is placed in every
+  sample between an internal negative and an internal positive reference population of that sample (CD19:
+  T vs B cells; CD56: T vs NK cells; CD117: lymphocytes vs mast cells; CD45: NRBC vs lymphocytes; CD27/CD81:
+  non-expressers vs normal expressers; CD38: dim cells vs normal PC brightness). All distances are then in
+  units of that reference separation, so a different instrument, gain or transform gives the same calls.
+* **A clone is a population, not scattered events.** Normal PCs are heterogeneous (≈ 20 % CD19−, up to
+  ≈ 15 % CD56+, more CD19−/CD45− after therapy), so single deviating events, and even a whole subset deviating
+  on one marker, are normal. A combination of deviations is aberrant only when it holds *more events than
+  the normal heterogeneity explains*.
+
+Method
+------
+1. Boundaries: ``boundary = neg_centre + position × (pos_centre − neg_centre)`` from the reference medians
+   (``position`` 0.5, 0.7 for CD38 so that "dimmer than very bright" is caught); ``separation =
+   pos_centre − neg_centre``. A marker whose references have too few events, or do not separate by
+   ``min_reference_separation`` pooled robust SDs, is not used (and a warning says why).
+2. Each PC gets an *aberrancy pattern*: the set of markers on which it lies on the wrong side of the boundary
+   (CD19, CD27, CD81, CD38 below; CD56, CD117 above; CD45 and CD138 are not judged — heterogeneous in normal
+   PCs).
+3. Normal heterogeneity model: single-marker deviations are treated as independent, with odds estimated from
+   the PCs showing no or exactly one deviation (a clone with ≥ 2 aberrancies does not enter these counts).
+   The expected number of PCs with pattern ``S`` is ``n_none × Π_{m∈S} n_m / n_none``.
+4. A pattern with ≥ ``min_aberrancies`` (2) deviations is a clone *core* when it holds ≥ ``min_cluster_events``
+   PCs, ≥ ``min_fold`` times its expected count, with a Poisson tail probability < ``alpha``, and its median
+   lies beyond every boundary of the pattern by ≥ ``cluster_margin`` separations.
+5. Each core is grown to the clone: PCs within ``expand_quantile`` of the core's robust ellipse (in the
+   standardised marker space, and within the matching one-marker bound on every marker) that share all but
+   at most one of its deviations — the clone events that happen to straddle one boundary — and that are
+   likelier (size-weighted diagonal Gaussian densities) to belong to the core than to the PCs of their own
+   pattern, so a large normal subset next to a small clone keeps its events.
+
+Returns a per-event aberrant mask, a cluster label per event and a description of each aberrant cluster.
+The result is honest about its limit: a clone whose *only* deviations are normal variants (e.g. CD19−CD56+)
+is indistinguishable from the normal CD19−CD56+ subset until it outnumbers that subset ``min_fold``-fold.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal, Mapping, Sequence
+
+import numpy as np
+from scipy import stats
+
+from mrdflow.errors import AnalysisError
+
+Expectation = Literal["pos", "neg", "any"]
+
+
+@dataclass(frozen=True)
+class MarkerRule:
+    """How a normal PC expresses a marker, and where its boundary sits between the references.
+
+    ``expected`` is ``pos`` (normal PCs above the boundary), ``neg`` (below) or ``any`` (not judged);
+    ``position`` is the boundary as a fraction of the way from the negative to the positive reference centre.
+    """
+
+    expected: Expectation
+    position: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.expected not in ("pos", "neg", "any"):
+            raise AnalysisError(f"MarkerRule.expected: expected 'pos', 'neg' or 'any', found {self.expected!r}")
+        if not 0.0 < self.position < 1.0:
+            raise AnalysisError(f"MarkerRule.position: expected a fraction in (0, 1), found {self.position!r}")
+
+
+#: the normal bone-marrow PC pattern (DOMAIN.md §2.2, §2.4)
+NORMAL_PC_PATTERN: dict[str, MarkerRule] = {
+    "CD19": MarkerRule("pos"),
+    "CD56": MarkerRule("neg"),
+    "CD27": MarkerRule("pos"),
+    "CD81": MarkerRule("pos"),
+    "CD117": MarkerRule("neg"),
+    "CD38": MarkerRule("pos", position=0.7),
+    "CD45": MarkerRule("any"),
+    "CD138": MarkerRule("any"),
+}
+
+
+@dataclass(frozen=True)
+class MarkerReference:
+    """Values of one marker on an internal negative and an internal positive population of the same sample."""
+
+    negative: np.ndarray
+    positive: np.ndarray
+    negative_name: str = "negative reference"
+    positive_name: str = "positive reference"
+
+
+@dataclass(frozen=True)
+class PhenotypeSettings:
+    """Settings of :func:`classify_plasma_cells` (engineering defaults, see the module docstring).
+
+    Parameters
+    ----------
+    min_reference_events
+        Events each reference population needs (20).
+    min_reference_separation
+        Reference centres must be this many pooled robust SDs apart for the marker to be used (2.0).
+    min_aberrancies
+        Deviations a clone must show (2; Liu 2012: normal PCs show 0–2, myeloma median 3).
+    min_cluster_events
+        Smallest clone core (10 events; the LOD is 20 events).
+    min_fold
+        Observed/expected count a core must reach over the normal-heterogeneity model (2.0).
+    alpha
+        Poisson tail probability a core must beat (1e-4; ~2⁶ patterns are tested per sample).
+    cluster_margin
+        The core median must lie beyond each of its boundaries by this fraction of the separation (0.1).
+    min_spread
+        Floor of the core's robust SD per marker when growing it, in separations (0.1).
+    expand_quantile
+        Quantile of the region the core is grown to (0.999): the χ² quantile (all used markers) bounds the
+        squared standardised distance to the core median, and the one-marker quantile bounds each marker.
+    """
+
+    min_reference_events: int = 20
+    min_reference_separation: float = 2.0
+    min_aberrancies: int = 2
+    min_cluster_events: int = 10
+    min_fold: float = 2.0
+    alpha: float = 1e-4
+    cluster_margin: float = 0.1
+    min_spread: float = 0.1
+    expand_quantile: float = 0.999
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("min_reference_events", isinstance(self.min_reference_events, int) and self.min_reference_events >= 3),
+            ("min_reference_separation", self.min_reference_separation > 0),
+            ("min_aberrancies", isinstance(self.min_aberrancies, int) and self.min_aberrancies >= 1),
+            ("min_cluster_events", isinstance(self.min_cluster_events, int) and self.min_cluster_events >= 1),
+            ("min_fold", self.min_fold >= 1),
+            ("alpha", 0 < self.alpha < 1),
+            ("cluster_margin", self.cluster_margin >= 0),
+            ("min_spread", self.min_spread > 0),
+            ("expand_quantile", 0 < self.expand_quantile < 1),
+        ]
+        for name, ok in checks:
+            if not ok:
+                raise AnalysisError(f"PhenotypeSettings.{name}: invalid value {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
+class MarkerBoundary:
+    """The per-sample boundary of one marker (transformed units) and whether it could be used."""
+
+    marker: str
+    expected: str
+    negative_centre: float
+    positive_centre: float
+    boundary: float
+    separation: float
+    usable: bool
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class AberrantCluster:
+    """One aberrant PC population.
+
+    ``aberrancies`` maps marker → ``"negative"`` (lost a marker normal PCs carry, e.g. CD19) or
+    ``"positive"`` (gained one they lack, e.g. CD56). ``centre`` is the core median per used marker in
+    separations from the boundary (positive = above). ``expected_normal_events`` is what normal heterogeneity
+    alone would put in the core's pattern.
+    """
+
+    label: int
+    n_events: int
+    n_core_events: int
+    aberrancies: dict[str, str]
+    centre: dict[str, float]
+    expected_normal_events: float
+    fold: float
+    p_value: float
+
+
+@dataclass(frozen=True)
+class PhenotypeResult:
+    """Per-event calls for one tube's plasma cells.
+
+    ``aberrant`` is a boolean mask over the PC events, ``labels`` the cluster label per event (−1 normal),
+    ``clusters`` the aberrant populations, ``boundaries`` the per-marker boundaries used.
+    """
+
+    aberrant: np.ndarray
+    labels: np.ndarray
+    clusters: tuple[AberrantCluster, ...]
+    boundaries: dict[str, MarkerBoundary]
+    warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def n_aberrant(self) -> int:
+        return int(np.count_nonzero(self.aberrant))
+
+
+def _robust_sd(values: np.ndarray) -> float:
+    med = np.median(values)
+    return float(1.4826 * np.median(np.abs(values - med)))
+
+
+def marker_boundary(
+    marker: str,
+    rule: MarkerRule,
+    reference: MarkerReference,
+    settings: PhenotypeSettings = PhenotypeSettings(),
+) -> MarkerBoundary:
+    """Place one marker's boundary between its negative and positive reference populations."""
+    neg = np.asarray(reference.negative, dtype=np.float64).ravel()
+    pos = np.asarray(reference.positive, dtype=np.float64).ravel()
+    neg, pos = neg[np.isfinite(neg)], pos[np.isfinite(pos)]
+    for values, name in ((neg, reference.negative_name), (pos, reference.positive_name)):
+        if values.size < settings.min_reference_events:
+            return MarkerBoundary(marker, rule.expected, math.nan, math.nan, math.nan, math.nan, False,
+                                  f"{marker}: {name} has {values.size} events, "
+                                  f"{settings.min_reference_events} needed")
+    nc, pc = float(np.median(neg)), float(np.median(pos))
+    separation = pc - nc
+    pooled = math.sqrt((_robust_sd(neg) ** 2 + _robust_sd(pos) ** 2) / 2.0)
+    boundary = nc + rule.position * separation
+    if separation <= 0 or separation < settings.min_reference_separation * pooled:
+        return MarkerBoundary(
+            marker, rule.expected, nc, pc, boundary, separation, False,
+            f"{marker}: {reference.positive_name} (median {pc:.3g}) is not above {reference.negative_name} "
+            f"(median {nc:.3g}) by {settings.min_reference_separation} pooled robust SDs ({pooled:.3g} each); "
+            "marker not used",
+        )
+    return MarkerBoundary(marker, rule.expected, nc, pc, boundary, separation, True)
+
+
+def _pattern_expectations(counts: np.ndarray, k: int) -> np.ndarray:
+    """Expected count of every pattern under independent single-marker deviations."""
+    n_none = counts[0] + 0.5
+    odds = np.array([(counts[1 << j] + 0.5) / n_none for j in range(k)])
+    codes = np.arange(counts.size)
+    bits = (codes[:, None] >> np.arange(k)[None, :]) & 1
+    return n_none * np.prod(np.where(bits == 1, odds[None, :], 1.0), axis=1)
+
+
+def _closer_to_core(
+    z: np.ndarray, code: np.ndarray, candidates: np.ndarray, n_core: int, centre: np.ndarray, spread: np.ndarray,
+    min_spread: float,
+) -> np.ndarray:
+    """Which candidates are likelier clone members than members of the population sharing their own pattern.
+
+    A candidate near a clone but with a different pattern (e.g. a clone event that straddles one boundary, or
+    a normal CD19− PC near a CD19−CD81− clone) is compared, as a size-weighted diagonal Gaussian density,
+    with the clone core and with the PCs of its own pattern outside the candidate region.
+    """
+    keep = np.zeros(candidates.size, dtype=bool)
+    outside = np.ones(code.size, dtype=bool)
+    outside[candidates] = False  # the competing population is the pattern's PCs away from the clone
+    core_ll = -0.5 * (((z[candidates] - centre) / spread) ** 2).sum(axis=1) - np.log(spread).sum() + math.log(n_core)
+    for c in np.unique(code[candidates]):
+        here = code[candidates] == c
+        group = z[(code == c) & outside]
+        if group.shape[0] < 3:
+            keep[here] = True
+            continue
+        g_centre = np.median(group, axis=0)
+        g_spread = np.maximum(1.4826 * np.median(np.abs(group - g_centre), axis=0), min_spread)
+        g_ll = (-0.5 * (((z[candidates[here]] - g_centre) / g_spread) ** 2).sum(axis=1)
+                - np.log(g_spread).sum() + math.log(group.shape[0]))
+        keep[here] = core_ll[here] > g_ll
+    return keep
+
+
+def classify_plasma_cells(
+    pc_events: np.ndarray,
+    markers: Sequence[str],
+    references: Mapping[str, MarkerReference],
+    rules: Mapping[str, MarkerRule] = NORMAL_PC_PATTERN,
+    settings: PhenotypeSettings = PhenotypeSettings(),
+) -> PhenotypeResult:
+    """Call the aberrant (clonal) plasma cells of one tube.
+
+    Parameters
+    ----------
+    pc_events
+        (n_pc, n_markers) transformed values of the plasma-cell events (float32; not modified).
+    markers
+        Marker name of each column (e.g. ``["CD19", "CD56", "CD27", "CD81", "CD117", "CD38", "CD45"]``).
+    references
+        Marker → its negative/positive reference populations from the same sample. Judged markers without a
+        reference are not used (a warning says so).
+    rules
+        Marker → expected normal-PC expression; markers absent from ``rules`` are not judged.
+    settings
+        Thresholds of the clone test.
+
+    Returns
+    -------
+    PhenotypeResult
+        Aberrant mask, cluster labels, cluster descriptions, boundaries and warnings.
+    """
+    if not isinstance(pc_events, np.ndarray) or pc_events.ndim != 2:
+        raise AnalysisError(f"classify_plasma_cells: expected a 2-D (events × markers) array, found "
+                            f"{type(pc_events).__name__} with shape {getattr(pc_events, 'shape', None)}")
+    if pc_events.dtype.kind != "f":
+        raise AnalysisError(f"classify_plasma_cells: expected float32 transformed values, found {pc_events.dtype}")
+    markers = [str(m) for m in markers]
+    if len(markers) != pc_events.shape[1]:
+        raise AnalysisError(f"classify_plasma_cells: {len(markers)} marker names for {pc_events.shape[1]} columns")
+    if len(set(m.upper() for m in markers)) != len(markers):
+        raise AnalysisError(f"classify_plasma_cells: marker names must be unique, found {markers}")
+    unknown = [m for m in references if m not in markers]
+    if unknown:
+        raise AnalysisError(f"classify_plasma_cells: references given for markers not in the PC matrix: {unknown}")
+
+    n = pc_events.shape[0]
+    warnings: list[str] = []
+    boundaries: dict[str, MarkerBoundary] = {}
+    judged: list[tuple[int, MarkerBoundary]] = []  # (column, boundary) of markers with an expectation
+    used: list[tuple[int, MarkerBoundary]] = []  # every usable referenced marker (distance space)
+    for col, marker in enumerate(markers):
+        rule = rules.get(marker)
+        if marker not in references:
+            if rule is not None and rule.expected != "any":
+                warnings.append(f"{marker}: no reference populations given; marker not judged")
+            continue
+        b = marker_boundary(marker, rule or MarkerRule("any"), references[marker], settings)
+        boundaries[marker] = b
+        if not b.usable:
+            warnings.append(b.reason)
+            continue
+        used.append((col, b))
+        if b.expected != "any":
+            judged.append((col, b))
+
+    aberrant = np.zeros(n, dtype=bool)
+    labels = np.full(n, -1, dtype=np.int32)
+    if n == 0 or len(judged) < settings.min_aberrancies:
+        if n and len(judged) < settings.min_aberrancies:
+            warnings.append(f"only {len(judged)} judged markers usable, {settings.min_aberrancies} needed; "
+                            "no aberrant call possible")
+        return PhenotypeResult(aberrant, labels, (), boundaries, tuple(warnings))
+
+    # standardised coordinates: separations from the boundary, positive = above
+    z = np.empty((n, len(used)), dtype=np.float32)
+    for j, (col, b) in enumerate(used):
+        z[:, j] = (pc_events[:, col] - b.boundary) / b.separation
+    used_pos = {b.marker: j for j, (_, b) in enumerate(used)}
+    k = len(judged)
+    # deviation toward the aberrant side, per judged marker
+    dev = np.empty((n, k), dtype=np.float32)
+    for j, (_, b) in enumerate(judged):
+        zj = z[:, used_pos[b.marker]]
+        dev[:, j] = -zj if b.expected == "pos" else zj
+    code = ((dev > 0).astype(np.int64) << np.arange(k)[None, :]).sum(axis=1)
+    counts = np.bincount(code, minlength=1 << k)
+    expected = _pattern_expectations(counts, k)
+    popcount = np.array([bin(c).count("1") for c in range(1 << k)])
+
+    cores = []
+    for c in np.flatnonzero((popcount >= settings.min_aberrancies) & (counts >= settings.min_cluster_events)):
+        obs, exp = int(counts[c]), float(expected[c])
+        p = float(stats.poisson.sf(obs - 1, exp))
+        if obs < settings.min_fold * exp or p >= settings.alpha:
+            continue
+        members = np.flatnonzero(code == c)
+        pattern = [j for j in range(k) if c >> j & 1]
+        median_dev = np.median(dev[members][:, pattern], axis=0)
+        if np.any(median_dev < settings.cluster_margin):
+            continue  # a smear across a boundary, not a population beyond it
+        cores.append((c, members, pattern, obs, exp, p))
+    if not cores:
+        return PhenotypeResult(aberrant, labels, (), boundaries, tuple(warnings))
+
+    # grow each core into its clone; an event joins the core it is closest to
+    limit = float(stats.chi2.ppf(settings.expand_quantile, df=len(used)))
+    limit_1d = float(stats.chi2.ppf(settings.expand_quantile, df=1))
+    best = np.full(n, np.inf)
+    centres, clusters = [], []
+    for label, (c, members, pattern, obs, exp, p) in enumerate(sorted(cores, key=lambda t: -t[3])):
+        core_z = z[members]
+        centre = np.median(core_z, axis=0)
+        spread = np.maximum(1.4826 * np.median(np.abs(core_z - centre), axis=0), settings.min_spread)
+        sq = ((z - centre) / spread) ** 2
+        d2 = sq.sum(axis=1)
+        shared = ((code & c)[:, None] >> np.array(pattern)[None, :] & 1).sum(axis=1)
+        member = (d2 <= limit) & (sq.max(axis=1) <= limit_1d) & (shared >= len(pattern) - 1)
+        member[members] = False
+        member[np.flatnonzero(member)] = _closer_to_core(z, code, np.flatnonzero(member), obs, centre, spread,
+                                                         settings.min_spread)
+        member[members] = True
+        d2[members] = 0.0
+        take = member & (d2 < best)
+        best[take] = d2[take]
+        labels[take] = label
+        centres.append(centre)
+        aberr = {judged[j][1].marker: ("negative" if judged[j][1].expected == "pos" else "positive") for j in pattern}
+        clusters.append(dict(label=label, n_core_events=obs, aberrancies=aberr,
+                             centre={b.marker: float(centre[j]) for j, (_, b) in enumerate(used)},
+                             expected_normal_events=exp, fold=obs / exp if exp > 0 else math.inf, p_value=p))
+    aberrant = labels >= 0
+    described = tuple(
+        AberrantCluster(n_events=int(np.count_nonzero(labels == d["label"])), **d) for d in clusters
+    )
+    return PhenotypeResult(aberrant, labels, described, boundaries, tuple(warnings))
+
+
+__all__ = [
+    "MarkerRule",
+    "MarkerReference",
+    "MarkerBoundary",
+    "PhenotypeSettings",
+    "AberrantCluster",
+    "PhenotypeResult",
+    "NORMAL_PC_PATTERN",
+    "marker_boundary",
+    "classify_plasma_cells",
+]
