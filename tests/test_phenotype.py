@@ -222,3 +222,24 @@ def test_no_plasma_cells_gives_an_empty_result():
     _, _, refs = sample(16, 10)
     result = classify_plasma_cells(np.zeros((0, len(MARKERS)), np.float32), MARKERS, refs)
     assert result.n_aberrant == 0 and result.aberrant.shape == (0,)
+
+
+@pytest.mark.parametrize("phenotype", ["CD19-CD56+CD27-", "CD56+CD27dim"])
+def test_a_clone_dominating_the_plasma_cells_is_one_cluster(phenotype):
+    # diagnostic-like marrow: 20,000 clonal PCs beside 500 normal ones
+    x, truth, refs = sample(20, 500, 20000, phenotype)
+    result = classify_plasma_cells(x, MARKERS, refs)
+    recall, precision = recall_precision(result, truth)
+    assert recall >= 0.97 and precision >= 0.99
+    assert len(result.clusters) == 1 and result.clusters[0].n_events == result.n_aberrant
+
+
+def test_two_clones_are_two_clusters():
+    x1, t1, refs = sample(21, 5000, 300, "CD19-CD81-")
+    x2 = clone_pcs(np.random.default_rng(22), 200, "CD56+CD27dim").astype(np.float32)
+    x, truth = np.concatenate([x1, x2]), np.r_[t1, np.ones(200, bool)]
+    result = classify_plasma_cells(x, MARKERS, refs)
+    recall, precision = recall_precision(result, truth)
+    assert recall >= 0.95 and precision >= 0.99
+    assert sorted(tuple(sorted(c.aberrancies)) for c in result.clusters) == [("CD19", "CD81"), ("CD27", "CD56")]
+    assert sorted(c.n_events for c in result.clusters) == pytest.approx([200, 300], abs=10)

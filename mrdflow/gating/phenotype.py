@@ -33,7 +33,8 @@ Method
    standardised marker space, and within the matching one-marker bound on every marker) that share all but
    at most one of its deviations — the clone events that happen to straddle one boundary — and that are
    likelier (size-weighted diagonal Gaussian densities) to belong to the core than to the PCs of their own
-   pattern, so a large normal subset next to a small clone keeps its events.
+   pattern, so a large normal subset next to a small clone keeps its events. A core whose median lies inside
+   a larger clone's region (its straddling fringe, enriched too when the clone is large) joins that clone.
 
 Returns a per-event aberrant mask, a cluster label per event and a description of each aberrant cluster.
 The result is honest about its limit: a clone whose *only* deviations are normal variants (e.g. CD19−CD56+)
@@ -378,11 +379,18 @@ def classify_plasma_cells(
     limit = float(stats.chi2.ppf(settings.expand_quantile, df=len(used)))
     limit_1d = float(stats.chi2.ppf(settings.expand_quantile, df=1))
     best = np.full(n, np.inf)
-    centres, clusters = [], []
-    for label, (c, members, pattern, obs, exp, p) in enumerate(sorted(cores, key=lambda t: -t[3])):
+    regions: list[tuple[np.ndarray, np.ndarray]] = []  # (centre, spread) per cluster label
+    clusters: list[dict] = []
+    for c, members, pattern, obs, exp, p in sorted(cores, key=lambda t: -t[3]):
         core_z = z[members]
         centre = np.median(core_z, axis=0)
         spread = np.maximum(1.4826 * np.median(np.abs(core_z - centre), axis=0), settings.min_spread)
+        label = len(regions)
+        for existing, (e_centre, e_spread) in enumerate(regions):
+            sq_c = ((centre - e_centre) / e_spread) ** 2
+            if sq_c.sum() <= limit and sq_c.max() <= limit_1d:
+                label = existing  # the straddling fringe of a larger clone, not a clone of its own
+                break
         sq = ((z - centre) / spread) ** 2
         d2 = sq.sum(axis=1)
         shared = ((code & c)[:, None] >> np.array(pattern)[None, :] & 1).sum(axis=1)
@@ -395,7 +403,10 @@ def classify_plasma_cells(
         take = member & (d2 < best)
         best[take] = d2[take]
         labels[take] = label
-        centres.append(centre)
+        if label < len(regions):
+            clusters[label]["n_core_events"] += obs
+            continue
+        regions.append((centre, spread))
         aberr = {judged[j][1].marker: ("negative" if judged[j][1].expected == "pos" else "positive") for j in pattern}
         clusters.append(dict(label=label, n_core_events=obs, aberrancies=aberr,
                              centre={b.marker: float(centre[j]) for j, (_, b) in enumerate(used)},
