@@ -21,6 +21,7 @@ from mrdflow.errors import MrdflowError
 
 #: subcommand name -> module under mrdflow.commands (kept in the order shown by --help)
 COMMANDS: dict[str, str] = {
+    "simulate": "simulate",
 }
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2

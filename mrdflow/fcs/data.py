@@ -1,0 +1,214 @@
+"""DATA segment layouts → one float32 event matrix.
+
+Each decoder reads the DATA bytes once (``readinto`` for native float32, a read-only memory map
+otherwise) and writes straight into the float32 output, chunk by chunk, so peak memory stays at one
+output array plus a small chunk.
+"""
+
+from __future__ import annotations
+
+import mmap
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from mrdflow.errors import FcsError
+
+_ROWS_PER_CHUNK = 1 << 17
+_STD_WIDTHS = (8, 16, 32, 64)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How events are laid out in DATA.
+
+    ``kind`` is one of ``"float"`` (F/D, uniform), ``"int"`` (I, whole-byte widths, uniform or mixed),
+    ``"packed"`` (I, bit-packed stream of non-byte widths), ``"ascii"`` (A, fixed width) or
+    ``"ascii-delimited"`` (A with ``$PnB *``). ``widths`` are storage widths in bits per channel
+    (for ``"int"`` with non-byte ``$PnB``, the padded width), ``masks`` the ``$PnR`` bit masks
+    (0 = none), ``order`` ``"<"`` or ``">"``.
+    """
+
+    kind: str
+    order: str
+    widths: tuple[int, ...]
+    masks: tuple[int, ...] = ()
+
+    @property
+    def record_bytes(self) -> int | None:
+        """Bytes per event, or ``None`` for bit-packed / delimited data (no whole-byte record)."""
+        if self.kind in ("packed", "ascii-delimited"):
+            return None
+        return sum(w // 8 for w in self.widths)
+
+    def data_bytes(self, n_events: int) -> int | None:
+        """Bytes that ``n_events`` events occupy, or ``None`` when it cannot be known in advance."""
+        if self.kind == "packed":
+            return -(-n_events * sum(self.widths) // 8)
+        rb = self.record_bytes
+        return None if rb is None else n_events * rb
+
+    def describe(self) -> str:
+        w = sorted(set(self.widths))
+        return f"{self.kind}, {'little' if self.order == '<' else 'big'}-endian, widths {w} bits"
+
+
+def decode(fh, path: object, start: int, length: int, n_events: int, layout: Layout) -> np.ndarray:
+    """Decode ``n_events`` events from ``length`` bytes at absolute ``start`` of open file ``fh``.
+
+    Returns a C-contiguous float32 array (n_events, n_channels).
+    """
+    n_par = len(layout.widths)
+    out = np.empty((n_events, n_par), dtype=np.float32)
+    if n_events == 0 or n_par == 0:
+        return out
+    if layout.kind == "float" and layout.widths[0] == 32:
+        _read_into(fh, path, start, out)
+        if layout.order != _native():
+            out.view(np.uint32).byteswap(inplace=True)
+        return out
+    mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    try:
+        raw = np.frombuffer(mm, dtype=np.uint8, count=length, offset=start)
+        if layout.kind == "float":
+            with np.errstate(over="ignore"):  # float64 beyond float32 range → ±inf, reported by the caller
+                _decode_uniform(raw, out, np.dtype(layout.order + "f8"), None)
+        elif layout.kind == "int":
+            _decode_int(raw, out, layout)
+        elif layout.kind == "packed":
+            _decode_packed(raw, out, layout)
+        elif layout.kind == "ascii":
+            _decode_ascii_fixed(raw, out, layout, path)
+        else:
+            _decode_ascii_delimited(raw, out, path)
+        del raw
+    finally:
+        try:
+            mm.close()
+        except BufferError:  # a view is still held by an exception's traceback; garbage collection closes it
+            pass
+    return out
+
+
+def _native() -> str:
+    return "<" if np.little_endian else ">"
+
+
+def _read_into(fh, path: object, start: int, out: np.ndarray) -> None:
+    fh.seek(start)
+    view = memoryview(out).cast("B")
+    got = 0
+    while got < len(view):
+        n = fh.readinto(view[got:])
+        if not n:
+            raise FcsError(path, f"DATA truncated: expected {len(view)} bytes from byte {start}, file ended after {got}")
+        got += n
+
+
+def _decode_uniform(raw: np.ndarray, out: np.ndarray, dtype: np.dtype, masks: np.ndarray | None) -> None:
+    n_events, n_par = out.shape
+    values = raw[: n_events * n_par * dtype.itemsize].view(dtype).reshape(n_events, n_par)
+    for s in range(0, n_events, _ROWS_PER_CHUNK):
+        chunk = values[s : s + _ROWS_PER_CHUNK]
+        out[s : s + _ROWS_PER_CHUNK] = chunk & masks if masks is not None else chunk
+
+
+def _mask_array(layout: Layout, dtype: np.dtype | None = None) -> np.ndarray | None:
+    if not any(layout.masks):
+        return None
+    full = [m if m else (1 << w) - 1 for m, w in zip(layout.masks, layout.widths)]
+    return np.array(full, dtype=dtype or np.uint64)
+
+
+def _decode_int(raw: np.ndarray, out: np.ndarray, layout: Layout) -> None:
+    widths = layout.widths
+    if len(set(widths)) == 1 and widths[0] in _STD_WIDTHS:
+        dtype = np.dtype(f"{layout.order}u{widths[0] // 8}")
+        _decode_uniform(raw, out, dtype, _mask_array(layout, dtype.newbyteorder("=")))
+        return
+    fields = []
+    for j, w in enumerate(widths):
+        fields.append((f"p{j}", f"{layout.order}u{w // 8}" if w in _STD_WIDTHS else ("u1", (w // 8,))))
+    record = np.dtype(fields)
+    n_events = out.shape[0]
+    records = raw[: n_events * record.itemsize].view(record)
+    for s in range(0, n_events, _ROWS_PER_CHUNK):
+        chunk = records[s : s + _ROWS_PER_CHUNK]
+        for j, w in enumerate(widths):
+            col = chunk[f"p{j}"]
+            if w not in _STD_WIDTHS:
+                col = _assemble_bytes(col, layout.order)
+            if layout.masks and layout.masks[j]:
+                col = col & np.asarray(layout.masks[j], dtype=col.dtype)
+            out[s : s + _ROWS_PER_CHUNK, j] = col
+
+
+def _assemble_bytes(cols: np.ndarray, order: str) -> np.ndarray:
+    """(n, k) bytes of k-byte unsigned integers in byte order ``order`` → uint64 values."""
+    k = cols.shape[1]
+    value = np.zeros(cols.shape[0], dtype=np.uint64)
+    for b in range(k):
+        shift = 8 * b if order == "<" else 8 * (k - 1 - b)
+        value |= cols[:, b].astype(np.uint64) << np.uint64(shift)
+    return value
+
+
+def _decode_packed(raw: np.ndarray, out: np.ndarray, layout: Layout) -> None:
+    """Bit-packed integers: one continuous bit stream, events then channels in order.
+
+    Big-endian files are read most-significant bit first (a value's high bit comes first in the
+    stream); little-endian files least-significant bit first, so both are the natural packing of
+    the stream into bytes in that byte order.
+    """
+    n_events, n_par = out.shape
+    total = sum(layout.widths)
+    bitorder = "big" if layout.order == ">" else "little"
+    starts = np.cumsum((0,) + layout.widths[:-1])
+    for s in range(0, n_events, _ROWS_PER_CHUNK):
+        rows = min(_ROWS_PER_CHUNK, n_events - s)
+        first_bit = s * total
+        lo, hi = first_bit // 8, -(-(first_bit + rows * total) // 8)
+        bits = np.unpackbits(raw[lo:hi], bitorder=bitorder)[first_bit - 8 * lo :][: rows * total]
+        bits = bits.reshape(rows, total)
+        for j, w in enumerate(layout.widths):
+            field = bits[:, starts[j] : starts[j] + w].astype(np.uint64)
+            shifts = np.arange(w, dtype=np.uint64)
+            if bitorder == "big":
+                shifts = shifts[::-1]
+            value = (field << shifts).sum(axis=1, dtype=np.uint64)
+            if layout.masks and layout.masks[j]:
+                value &= np.uint64(layout.masks[j])
+            out[s : s + rows, j] = value
+
+
+def _decode_ascii_fixed(raw: np.ndarray, out: np.ndarray, layout: Layout, path: object) -> None:
+    n_events, n_par = out.shape
+    record = np.dtype([(f"p{j}", f"S{w // 8}") for j, w in enumerate(layout.widths)])
+    records = raw[: n_events * record.itemsize].view(record)
+    for j in range(n_par):
+        col = records[f"p{j}"]
+        try:
+            out[:, j] = np.char.strip(col).astype(np.float64)
+        except ValueError:
+            raise FcsError(path, f"ASCII DATA: parameter {j + 1} holds a value that is not a number") from None
+
+
+_ASCII_SPLIT = re.compile(rb"[\s,]+")
+
+
+def _decode_ascii_delimited(raw: np.ndarray, out: np.ndarray, path: object) -> None:
+    tokens = [t for t in _ASCII_SPLIT.split(raw.tobytes()) if t]
+    n_events, n_par = out.shape
+    if len(tokens) < out.size:
+        raise FcsError(path, f"ASCII DATA holds {len(tokens)} values, $TOT×$PAR requires {out.size}")
+    try:
+        out[:] = np.array([float(t) for t in tokens[: out.size]], dtype=np.float64).reshape(n_events, n_par)
+    except ValueError:
+        raise FcsError(path, "ASCII DATA holds a value that is not a number") from None
+
+
+def count_ascii_values(fh, start: int, length: int) -> int:
+    """Number of delimited ASCII values in DATA (to infer ``$TOT`` when it is missing)."""
+    fh.seek(start)
+    return sum(1 for t in _ASCII_SPLIT.split(fh.read(length)) if t)
