@@ -21,12 +21,14 @@ Method
    pos_centre − neg_centre``. A marker whose references have too few events, or do not separate by
    ``min_reference_separation`` pooled robust SDs, is not used (and a warning says why).
 2. Each PC gets an *aberrancy pattern*: the set of markers on which it lies on the wrong side of the boundary
-   (CD19, CD27, CD81, CD38 below; CD56, CD117 above; CD45 and CD138 are not judged — heterogeneous in normal
-   PCs).
-3. Normal heterogeneity model: single-marker deviations are treated as independent, with odds estimated from
-   the PCs showing no or exactly one deviation (a clone with ≥ 2 aberrancies does not enter these counts).
-   The expected number of PCs with pattern ``S`` is ``n_none × Π_{m∈S} n_m / n_none``.
-4. A pattern with ≥ ``min_aberrancies`` (2) deviations is a clone *core* when it holds ≥ ``min_cluster_events``
+   (CD19, CD27, CD81, CD38, CD45 below; CD56, CD117 above; CD138 is not judged), or — "dim"/"increased" aberrancies, reported against a normal-PC reference as in Arroz 2016 — more
+   than ``normal_pc_sd`` robust SDs beyond the PCs that show the normal pattern on every marker.
+3. Normal heterogeneity model: deviations of different marker *groups* are treated as independent, with
+   odds estimated from the PCs deviating in that group only (a clone with ≥ 2 aberrant groups does not enter
+   these counts). The expected number of PCs with pattern ``S`` is ``n_none × Π_g n_{S∩g} / n_none``. CD19 and
+   CD45 form one group ("maturation"): mature normal PCs lose both, so CD19−CD45− is a normal subset, not
+   two aberrancies.
+4. A pattern with ≥ ``min_aberrancies`` (2) aberrant groups is a clone *core* when it holds ≥ ``min_cluster_events``
    PCs, ≥ ``min_fold`` times its expected count, with a Poisson tail probability < ``alpha``, and its median
    lies beyond every boundary of the pattern by ≥ ``cluster_margin`` separations.
 5. Each core is grown to the clone: PCs within ``expand_quantile`` of the core's robust ellipse (in the
@@ -61,10 +63,14 @@ class MarkerRule:
 
     ``expected`` is ``pos`` (normal PCs above the boundary), ``neg`` (below) or ``any`` (not judged);
     ``position`` is the boundary as a fraction of the way from the negative to the positive reference centre.
+    Markers sharing a ``group`` vary *together* in normal PCs (CD19 and CD45 are both lost by mature normal
+    PCs): their joint deviations are counted from the data instead of assumed independent, and they count
+    as one aberrancy.
     """
 
     expected: Expectation
     position: float = 0.5
+    group: str | None = None
 
     def __post_init__(self) -> None:
         if self.expected not in ("pos", "neg", "any"):
@@ -75,13 +81,13 @@ class MarkerRule:
 
 #: the normal bone-marrow PC pattern (DOMAIN.md §2.2, §2.4)
 NORMAL_PC_PATTERN: dict[str, MarkerRule] = {
-    "CD19": MarkerRule("pos"),
+    "CD19": MarkerRule("pos", group="maturation"),
     "CD56": MarkerRule("neg"),
     "CD27": MarkerRule("pos"),
     "CD81": MarkerRule("pos"),
     "CD117": MarkerRule("neg"),
     "CD38": MarkerRule("pos", position=0.7),
-    "CD45": MarkerRule("any"),
+    "CD45": MarkerRule("pos", group="maturation"),
     "CD138": MarkerRule("any"),
 }
 
@@ -116,8 +122,19 @@ class PhenotypeSettings:
         Poisson tail probability a core must beat (1e-4; ~2⁶ patterns are tested per sample).
     cluster_margin
         The core median must lie beyond each of its boundaries by this fraction of the separation (0.1).
+    cluster_margin_sd
+        For a "dim"/"increased" deviation, the core median must lie beyond its threshold by this many
+        normal-PC SDs instead (0.25).
     min_spread
         Floor of the core's robust SD per marker when growing it, in separations (0.1).
+    normal_pc_sd
+        A PC also deviates on a marker when it lies more than this many robust SDs of the normal-pattern PCs
+        beyond their median, toward the aberrant side (3.0): "dim"/"increased" aberrancies that do not cross
+        the reference boundary (e.g. CD38 at a third of normal-PC brightness). ``None``: boundaries only.
+    min_normal_pc_events
+        Normal-pattern PCs needed for that (50); fewer → boundaries only, with a warning.
+    min_normal_pc_spread
+        Floor of the normal-pattern PCs' robust SD, in separations (0.02).
     expand_quantile
         Quantile of the region the core is grown to (0.999): the χ² quantile (all used markers) bounds the
         squared standardised distance to the core median, and the one-marker quantile bounds each marker.
@@ -130,8 +147,12 @@ class PhenotypeSettings:
     min_fold: float = 2.0
     alpha: float = 1e-4
     cluster_margin: float = 0.1
+    cluster_margin_sd: float = 0.25
     min_spread: float = 0.1
     expand_quantile: float = 0.999
+    normal_pc_sd: float | None = 3.0
+    min_normal_pc_events: int = 50
+    min_normal_pc_spread: float = 0.02
 
     def __post_init__(self) -> None:
         checks = [
@@ -142,8 +163,12 @@ class PhenotypeSettings:
             ("min_fold", self.min_fold >= 1),
             ("alpha", 0 < self.alpha < 1),
             ("cluster_margin", self.cluster_margin >= 0),
+            ("cluster_margin_sd", self.cluster_margin_sd >= 0),
             ("min_spread", self.min_spread > 0),
             ("expand_quantile", 0 < self.expand_quantile < 1),
+            ("normal_pc_sd", self.normal_pc_sd is None or self.normal_pc_sd > 0),
+            ("min_normal_pc_events", isinstance(self.min_normal_pc_events, int) and self.min_normal_pc_events >= 3),
+            ("min_normal_pc_spread", self.min_normal_pc_spread > 0),
         ]
         for name, ok in checks:
             if not ok:
@@ -168,8 +193,9 @@ class MarkerBoundary:
 class AberrantCluster:
     """One aberrant PC population.
 
-    ``aberrancies`` maps marker → ``"negative"`` (lost a marker normal PCs carry, e.g. CD19) or
-    ``"positive"`` (gained one they lack, e.g. CD56). ``centre`` is the core median per used marker in
+    ``aberrancies`` maps marker → ``"negative"`` (lost a marker normal PCs carry, e.g. CD19), ``"positive"``
+    (gained one they lack, e.g. CD56), ``"dim"`` (weaker than normal PCs without crossing the reference
+    boundary, e.g. CD38 at a third of normal brightness) or ``"increased"``. ``centre`` is the core median per used marker in
     separations from the boundary (positive = above). ``expected_normal_events`` is what normal heterogeneity
     alone would put in the core's pattern.
     """
@@ -237,40 +263,57 @@ def marker_boundary(
     return MarkerBoundary(marker, rule.expected, nc, pc, boundary, separation, True)
 
 
-def _pattern_expectations(counts: np.ndarray, k: int) -> np.ndarray:
-    """Expected count of every pattern under independent single-marker deviations."""
+def _pattern_expectations(counts: np.ndarray, group_masks: Sequence[int]) -> np.ndarray:
+    """Expected count of every pattern when marker groups deviate independently of each other.
+
+    Within a group, the frequency of each joint sub-pattern is taken from the data (its count relative to
+    the PCs without any deviation); across groups the odds multiply (a log-linear independence model).
+    """
     n_none = counts[0] + 0.5
-    odds = np.array([(counts[1 << j] + 0.5) / n_none for j in range(k)])
     codes = np.arange(counts.size)
-    bits = (codes[:, None] >> np.arange(k)[None, :]) & 1
-    return n_none * np.prod(np.where(bits == 1, odds[None, :], 1.0), axis=1)
+    expected = np.full(counts.size, n_none, dtype=np.float64)
+    for mask in group_masks:
+        sub = codes & mask
+        expected *= np.where(sub == 0, 1.0, (counts[sub] + 0.5) / n_none)
+    return expected
 
 
 def _closer_to_core(
     z: np.ndarray, code: np.ndarray, candidates: np.ndarray, n_core: int, centre: np.ndarray, spread: np.ndarray,
-    min_spread: float,
+    min_spread: float, iterations: int = 5,
 ) -> np.ndarray:
     """Which candidates are likelier clone members than members of the population sharing their own pattern.
 
     A candidate near a clone but with a different pattern (e.g. a clone event that straddles one boundary, or
     a normal CD19− PC near a CD19−CD81− clone) is compared, as a size-weighted diagonal Gaussian density,
-    with the clone core and with the PCs of its own pattern outside the candidate region.
+    with the clone core and with the rest of the PCs of its own pattern. The rest is re-estimated without the
+    events given to the clone, a few times (a two-component EM with the clone component held fixed), so a
+    pattern made mostly of clone straddlers does not pull them back.
     """
     keep = np.zeros(candidates.size, dtype=bool)
-    outside = np.ones(code.size, dtype=bool)
-    outside[candidates] = False  # the competing population is the pattern's PCs away from the clone
-    core_ll = -0.5 * (((z[candidates] - centre) / spread) ** 2).sum(axis=1) - np.log(spread).sum() + math.log(n_core)
+    cand_z = z[candidates]
+    core_ll = -0.5 * (((cand_z - centre) / spread) ** 2).sum(axis=1) - np.log(spread).sum()
     for c in np.unique(code[candidates]):
-        here = code[candidates] == c
-        group = z[(code == c) & outside]
-        if group.shape[0] < 3:
-            keep[here] = True
-            continue
-        g_centre = np.median(group, axis=0)
-        g_spread = np.maximum(1.4826 * np.median(np.abs(group - g_centre), axis=0), min_spread)
-        g_ll = (-0.5 * (((z[candidates[here]] - g_centre) / g_spread) ** 2).sum(axis=1)
-                - np.log(g_spread).sum() + math.log(group.shape[0]))
-        keep[here] = core_ll[here] > g_ll
+        here = np.flatnonzero(code[candidates] == c)
+        group_idx = np.flatnonzero(code == c)
+        in_cand = np.isin(group_idx, candidates[here])
+        taken = np.zeros(here.size, dtype=bool)
+        for _ in range(iterations):
+            rest_mask = np.ones(group_idx.size, dtype=bool)
+            rest_mask[np.flatnonzero(in_cand)[taken]] = False
+            rest = z[group_idx[rest_mask]]
+            if rest.shape[0] < 3:
+                new_taken = np.ones(here.size, dtype=bool)
+            else:
+                g_centre = np.median(rest, axis=0)
+                g_spread = np.maximum(1.4826 * np.median(np.abs(rest - g_centre), axis=0), min_spread)
+                g_ll = (-0.5 * (((cand_z[here] - g_centre) / g_spread) ** 2).sum(axis=1)
+                        - np.log(g_spread).sum() + math.log(rest.shape[0]))
+                new_taken = core_ll[here] + math.log(n_core + taken.sum()) > g_ll
+            if np.array_equal(new_taken, taken):
+                break
+            taken = new_taken
+        keep[here] = taken
     return keep
 
 
@@ -355,10 +398,28 @@ def classify_plasma_cells(
     for j, (_, b) in enumerate(judged):
         zj = z[:, used_pos[b.marker]]
         dev[:, j] = -zj if b.expected == "pos" else zj
-    code = ((dev > 0).astype(np.int64) << np.arange(k)[None, :]).sum(axis=1)
+    strong = dev
+    # "dim/increased vs the normal PCs": beyond normal_pc_sd robust SDs of the PCs showing the normal pattern,
+    # measured in those SDs (weak > 0 means beyond)
+    weak = np.full_like(strong, -np.inf)
+    normal_like = ~(strong > 0).any(axis=1)
+    if settings.normal_pc_sd is not None and np.count_nonzero(normal_like) >= settings.min_normal_pc_events:
+        ref = strong[normal_like]
+        centre = np.median(ref, axis=0)
+        spread = np.maximum(1.4826 * np.median(np.abs(ref - centre), axis=0), settings.min_normal_pc_spread)
+        weak = (strong - centre) / spread - settings.normal_pc_sd
+    elif settings.normal_pc_sd is not None:
+        warnings.append(f"only {int(np.count_nonzero(normal_like))} PCs show the normal pattern "
+                        f"({settings.min_normal_pc_events} needed): deviations judged against the reference "
+                        "boundaries only")
+    dev = (strong > 0) | (weak > 0)
+    code = (dev.astype(np.int64) << np.arange(k)[None, :]).sum(axis=1)
     counts = np.bincount(code, minlength=1 << k)
-    expected = _pattern_expectations(counts, k)
-    popcount = np.array([bin(c).count("1") for c in range(1 << k)])
+    group_of = [(rules.get(b.marker) or MarkerRule("any")).group or f"_{b.marker}" for _, b in judged]
+    group_masks = [sum(1 << j for j in range(k) if group_of[j] == g) for g in dict.fromkeys(group_of)]
+    expected = _pattern_expectations(counts, group_masks)
+    # aberrancies of a pattern = number of marker groups it touches
+    popcount = np.array([sum(1 for m in group_masks if c & m) for c in range(1 << k)])
 
     cores = []
     for c in np.flatnonzero((popcount >= settings.min_aberrancies) & (counts >= settings.min_cluster_events)):
@@ -368,9 +429,10 @@ def classify_plasma_cells(
             continue
         members = np.flatnonzero(code == c)
         pattern = [j for j in range(k) if c >> j & 1]
-        median_dev = np.median(dev[members][:, pattern], axis=0)
-        if np.any(median_dev < settings.cluster_margin):
-            continue  # a smear across a boundary, not a population beyond it
+        beyond = ((np.median(strong[members][:, pattern], axis=0) >= settings.cluster_margin)
+                  | (np.median(weak[members][:, pattern], axis=0) >= settings.cluster_margin_sd))
+        if not beyond.all():
+            continue  # a smear across a threshold, not a population beyond it
         cores.append((c, members, pattern, obs, exp, p))
     if not cores:
         return PhenotypeResult(aberrant, labels, (), boundaries, tuple(warnings))
@@ -407,7 +469,12 @@ def classify_plasma_cells(
             clusters[label]["n_core_events"] += obs
             continue
         regions.append((centre, spread))
-        aberr = {judged[j][1].marker: ("negative" if judged[j][1].expected == "pos" else "positive") for j in pattern}
+        crossed = np.median(strong[members][:, pattern], axis=0) > 0
+        aberr = {
+            judged[j][1].marker: (("negative" if judged[j][1].expected == "pos" else "positive") if crossed[i]
+                                  else ("dim" if judged[j][1].expected == "pos" else "increased"))
+            for i, j in enumerate(pattern)
+        }
         clusters.append(dict(label=label, n_core_events=obs, aberrancies=aberr,
                              centre={b.marker: float(centre[j]) for j, (_, b) in enumerate(used)},
                              expected_normal_events=exp, fold=obs / exp if exp > 0 else math.inf, p_value=p))
