@@ -119,7 +119,8 @@ class PhenotypeSettings:
     min_fold
         Observed/expected count a core must reach over the normal-heterogeneity model (2.0).
     alpha
-        Poisson tail probability a core must beat (1e-4; ~2⁶ patterns are tested per sample).
+        Poisson tail probability a core must beat (1e-6; up to 2⁷ patterns are tested per tube, and the
+        normal-heterogeneity model is only approximate, so the bar is set well below 1e-2 / 2⁷).
     cluster_margin
         The core median must lie beyond each of its boundaries by this fraction of the separation (0.1).
     cluster_margin_sd
@@ -145,7 +146,7 @@ class PhenotypeSettings:
     min_aberrancies: int = 2
     min_cluster_events: int = 10
     min_fold: float = 2.0
-    alpha: float = 1e-4
+    alpha: float = 1e-6
     cluster_margin: float = 0.1
     cluster_margin_sd: float = 0.25
     min_spread: float = 0.1
