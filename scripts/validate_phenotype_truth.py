@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mrdflow.fcs import read_fcs  # noqa: E402
+from mrdflow.gating.light_chain import KAPPA, LAMBDA, light_chain_restricted  # noqa: E402
 from mrdflow.gating.phenotype import MarkerReference, classify_plasma_cells  # noqa: E402
 from mrdflow.mrd import TubeCounts, quantify  # noqa: E402
 from mrdflow.qc.hemodilution import assess_hemodilution  # noqa: E402
@@ -84,6 +85,11 @@ def analyse_tube(path: Path):
             pos = ev[(labels == code[pos_name]) & clean, col]
         refs[m] = MarkerReference(neg, pos, neg_name, pos_name)
     result = classify_plasma_cells(pcs, markers, refs)
+    if _has(data, "cyIgKappa") and _has(data, "cyIgLambda"):
+        # stand-in for the template's kappa/lambda gates: the brighter light chain of each PC
+        kappa = ev[is_pc, data.channel_index("cyIgKappa")]
+        lam = ev[is_pc, data.channel_index("cyIgLambda")]
+        result = light_chain_restricted(result, np.where(kappa > lam, KAPPA, LAMBDA))
     true_ab = labels[is_pc] == code["aberrant_pc"]
     tp = int(np.count_nonzero(result.aberrant & true_ab))
     meta = json.loads(path.with_suffix("").with_suffix(".truth.json").read_text()) if False else json.loads(
@@ -96,7 +102,7 @@ def analyse_tube(path: Path):
                    for role, lab in (("mast_cell", "mast_cell"), ("bcp", "b_cell_precursor"),
                                      ("nrbc", "nrbc"), ("myeloid_precursor", "myeloid_precursor"))}
     return dict(file=path.name, n_pc=int(is_pc.sum()), truth_ab=int(true_ab.sum()), called=result.n_aberrant,
-                tp=tp, clusters=[c.aberrancies for c in result.clusters], warnings=result.warnings, counts=counts,
+                tp=tp, clusters=[dict(c.aberrancies, **({"LC": c.light_chain} if c.light_chain else {})) for c in result.clusters], warnings=result.warnings, counts=counts,
                 time=tq, truth_clog=int(meta.get("n_time_excluded", 0)), hemo_counts=hemo_counts, n_eval=n_eval,
                 clone=meta.get("specimen", {}).get("clone") if isinstance(meta.get("specimen"), dict) else None)
 

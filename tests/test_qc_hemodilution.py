@@ -7,7 +7,7 @@ from mrdflow.errors import AnalysisError
 from mrdflow.qc.hemodilution import BM_RESTRICTED_ROLES, HemodilutionReference, assess_hemodilution
 
 # a mid-normal adult marrow (DOMAIN.md §2.5): fractions of nucleated cells; blood contains none of these
-MARROW = {"mast_cell": 2e-4, "bcp": 3e-3, "nrbc": 0.135, "myeloid_precursor": 0.03}
+MARROW = {"mast_cell": 2e-4, "bcp": 3e-3, "nrbc": 0.135, "myeloid_precursor": 0.015}
 N_EVALUABLE = 5_000_000
 
 
@@ -74,3 +74,19 @@ def test_bad_inputs_are_clear_errors():
         assess_hemodilution({}, 100, n_neutrophils=5)
     with pytest.raises(AnalysisError, match=r"limits\['bcp'\]"):
         HemodilutionReference(limits={"bcp": 5.0})
+
+
+def test_expanded_precursors_are_not_hemodilution():
+    # a regenerating marrow: B-cell precursors and mast cells expanded, so NRBC and myeloid precursors are
+    # relatively low — two populations under their limits, but the BM-restricted cells as a whole are not depleted
+    counts = {"mast_cell": 2_000, "bcp": 150_000, "nrbc": 370_000, "myeloid_precursor": 40_000}
+    result = assess_hemodilution(counts, N_EVALUABLE)
+    assert set(result.below) == {"nrbc", "myeloid_precursor"}
+    assert result.relative_to_typical > 1 and result.status == "adequate"
+    assert any("not counted" in r for r in result.reasons)
+    # the same marrow with 75 % blood admixture (every BM-restricted count quartered)
+    diluted = assess_hemodilution({k: v // 4 for k, v in counts.items()}, N_EVALUABLE)
+    assert diluted.status == "suspected"
+    # without the overall-depletion check the population rule alone decides
+    plain = assess_hemodilution(counts, N_EVALUABLE, HemodilutionReference(typical=None))
+    assert plain.status == "suspected"

@@ -209,6 +209,7 @@ class AberrantCluster:
     expected_normal_events: float
     fold: float
     p_value: float
+    light_chain: str | None = None
 
 
 @dataclass(frozen=True)
@@ -216,7 +217,10 @@ class PhenotypeResult:
     """Per-event calls for one tube's plasma cells.
 
     ``aberrant`` is a boolean mask over the PC events, ``labels`` the cluster label per event (−1 normal),
-    ``clusters`` the aberrant populations, ``boundaries`` the per-marker boundaries used.
+    ``clusters`` the aberrant populations, ``boundaries`` the per-marker boundaries used. ``patterns`` is each
+    event's deviation pattern (bit ``j`` set = deviates on ``pattern_markers[j]``) and ``pattern_groups`` the
+    bit masks of the marker groups, for follow-up tests such as light-chain restriction;
+    ``pattern_directions`` says which way each bit deviates (``negative`` or ``positive``).
     """
 
     aberrant: np.ndarray
@@ -224,6 +228,10 @@ class PhenotypeResult:
     clusters: tuple[AberrantCluster, ...]
     boundaries: dict[str, MarkerBoundary]
     warnings: tuple[str, ...] = field(default=())
+    patterns: np.ndarray | None = None
+    pattern_markers: tuple[str, ...] = ()
+    pattern_directions: tuple[str, ...] = ()
+    pattern_groups: tuple[int, ...] = ()
 
     @property
     def n_aberrant(self) -> int:
@@ -435,8 +443,12 @@ def classify_plasma_cells(
         if not beyond.all():
             continue  # a smear across a threshold, not a population beyond it
         cores.append((c, members, pattern, obs, exp, p))
+    pattern_info = dict(patterns=code, pattern_markers=tuple(b.marker for _, b in judged),
+                        pattern_directions=tuple("negative" if b.expected == "pos" else "positive"
+                                                 for _, b in judged),
+                        pattern_groups=tuple(group_masks))
     if not cores:
-        return PhenotypeResult(aberrant, labels, (), boundaries, tuple(warnings))
+        return PhenotypeResult(aberrant, labels, (), boundaries, tuple(warnings), **pattern_info)
 
     # grow each core into its clone; an event joins the core it is closest to
     limit = float(stats.chi2.ppf(settings.expand_quantile, df=len(used)))
@@ -483,7 +495,7 @@ def classify_plasma_cells(
     described = tuple(
         AberrantCluster(n_events=int(np.count_nonzero(labels == d["label"])), **d) for d in clusters
     )
-    return PhenotypeResult(aberrant, labels, described, boundaries, tuple(warnings))
+    return PhenotypeResult(aberrant, labels, described, boundaries, tuple(warnings), **pattern_info)
 
 
 __all__ = [

@@ -3,7 +3,8 @@
 Populations normally absent from blood — mast cells, B-cell precursors (BCP), nucleated red cells (NRBC) and
 CD117+ myeloid precursors — fall in proportion to the blood admixture. NGF quantifies them in the same tubes
 (DOMAIN.md §3.1), and a marrow in which **at least** ``min_populations_below`` (default 2) of them are below
-their reference limits is ``suspected`` of hemodilution: a negative MRD result from it may be a false negative.
+their reference limits — while the four together are below their typical level (geometric mean) — is
+``suspected`` of hemodilution: a negative MRD result from it may be a false negative.
 Optionally, the immature-granulocyte / neutrophil ratio (IGRA/N, Cytometry B 2018: ≥ 1.2 highly pure BM,
 0.5–1.2 moderately pure) below ``igra_n_min`` is a further, independent sign.
 
@@ -37,19 +38,28 @@ class HemodilutionReference:
         admixture (0.5×) falls below and a 20 % admixture (0.8×) does not. Defaults: ``mast_cell`` 1.2e-4
         (mid-normal 0.02 %; normal BM ~0.01–0.05 % [U]; the often-quoted EuroFlow *severe* warning level
         0.002 % is also unverified), ``bcp`` 1.8e-3 (mid-normal 0.3 %; adults ~0.1–1 % [U]), ``nrbc`` 0.08
-        (mid-normal 13.5 %; adult erythroblasts 12.5–15.1 % by flow [V]), ``myeloid_precursor`` 0.018
-        (mid-normal 3 % CD117+ myeloblasts + promyelocytes; no published range retrieved [U]).
+        (mid-normal 13.5 %; adult erythroblasts 12.5–15.1 % by flow [V]), ``myeloid_precursor`` 0.009
+        (mid-normal 1.5 % CD117+ myeloid precursors, from CD34+ myeloblasts 0.5–1.4 % [V] plus CD117+
+        promyelocytes; no published range retrieved [U]).
     min_populations_below
         How many measured populations must be below their limit to suspect hemodilution (2, DOMAIN §3.1 ENG).
+    typical
+        Role → mid-normal adult marrow fraction (the values the limits are 0.6× of). Blood admixture depletes
+        *all* BM-restricted populations together, so the population rule only counts when their geometric
+        mean relative to these values is below 1; a regenerating marrow whose precursors are expanded while
+        NRBC happen to be low is not hemodilution. ``None`` disables this check.
     igra_n_min
         IGRA/N below this is also a sign of hemodilution (0.5, lower bound of "moderately pure" BM, Cytometry B
         2018 [V]); ``None`` disables the criterion.
     """
 
     limits: Mapping[str, float] = field(
-        default_factory=lambda: {"mast_cell": 1.2e-4, "bcp": 1.8e-3, "nrbc": 0.08, "myeloid_precursor": 0.018}
+        default_factory=lambda: {"mast_cell": 1.2e-4, "bcp": 1.8e-3, "nrbc": 0.08, "myeloid_precursor": 0.009}
     )
     min_populations_below: int = 2
+    typical: Mapping[str, float] | None = field(
+        default_factory=lambda: {"mast_cell": 2e-4, "bcp": 3e-3, "nrbc": 0.135, "myeloid_precursor": 0.015}
+    )
     igra_n_min: float | None = 0.5
 
     def __post_init__(self) -> None:
@@ -60,6 +70,12 @@ class HemodilutionReference:
                 raise AnalysisError(
                     f"HemodilutionReference.limits[{role!r}]: expected a fraction of evaluable cells in (0, 1), "
                     f"found {limit!r}"
+                )
+        for role, value in (self.typical or {}).items():
+            if not isinstance(value, (int, float)) or not (0.0 < float(value) < 1.0):
+                raise AnalysisError(
+                    f"HemodilutionReference.typical[{role!r}]: expected a fraction of evaluable cells in (0, 1), "
+                    f"found {value!r}"
                 )
         if not (isinstance(self.min_populations_below, int) and self.min_populations_below >= 1):
             raise AnalysisError(
@@ -77,7 +93,8 @@ class HemodilutionResult:
     """``status`` is ``adequate``, ``suspected`` or ``not_assessed``.
 
     ``fractions`` holds each measured population as a fraction of evaluable cells, ``below`` the roles under
-    their limit, ``igra_n`` the IGRA/N ratio when given, and ``reasons`` a readable sentence per sign found.
+    their limit, ``relative_to_typical`` the geometric mean of fraction / typical value, ``igra_n`` the
+    IGRA/N ratio when given, and ``reasons`` a readable sentence per sign found.
     """
 
     status: str
@@ -86,6 +103,7 @@ class HemodilutionResult:
     below: tuple[str, ...]
     igra_n: float | None
     reasons: tuple[str, ...]
+    relative_to_typical: float | None = None
 
 
 def assess_hemodilution(
@@ -114,8 +132,8 @@ def assess_hemodilution(
     Returns
     -------
     HemodilutionResult
-        ``suspected`` when ≥ ``min_populations_below`` measured populations are below their limits, or IGRA/N
-        is below ``igra_n_min``; ``not_assessed`` when neither criterion can be judged (fewer populations
+        ``suspected`` when ≥ ``min_populations_below`` measured populations are below their limits (and the
+        populations are depleted overall, see ``typical``), or IGRA/N is below ``igra_n_min``; ``not_assessed`` when neither criterion can be judged (fewer populations
         measured than ``min_populations_below`` and no IGRA/N) or there are no evaluable events;
         ``adequate`` otherwise.
     """
@@ -156,12 +174,22 @@ def assess_hemodilution(
     reasons = [
         f"{role} {fractions[role]:.3g} of evaluable cells < limit {limits[role]:.3g}" for role in below
     ]
+    typical = reference.typical or {}
+    judged = [role for role in fractions if role in typical]
+    relative = None
+    if judged:  # geometric mean of fraction / typical, zero counts as half an event
+        relative = math.exp(sum(math.log(max(fractions[r], 0.5 / n_evaluable) / typical[r]) for r in judged)
+                            / len(judged))
+    depleted = relative is None or reference.typical is None or relative < 1.0
+    population_sign = len(below) >= reference.min_populations_below and depleted
+    if len(below) >= reference.min_populations_below and not depleted:
+        reasons.append(f"not counted: the BM-restricted populations are {relative:.2f}× typical overall")
     igra_low = igra_n is not None and reference.igra_n_min is not None and igra_n < reference.igra_n_min
     if igra_low:
         reasons.append(f"IGRA/N {igra_n:.3g} < {reference.igra_n_min:.3g}")
     populations_judgeable = len(fractions) >= reference.min_populations_below
     igra_judgeable = igra_n is not None and reference.igra_n_min is not None
-    if len(below) >= reference.min_populations_below or igra_low:
+    if population_sign or igra_low:
         status = "suspected"
     elif populations_judgeable or igra_judgeable:
         status = "adequate"
@@ -174,6 +202,7 @@ def assess_hemodilution(
         below=below,
         igra_n=igra_n,
         reasons=tuple(reasons),
+        relative_to_typical=relative,
     )
 
 
