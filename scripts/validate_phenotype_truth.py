@@ -12,8 +12,9 @@ Usage::
 
     python scripts/validate_phenotype_truth.py [--events N] [--workdir DIR] [--scenarios normal hard dilution ...]
 
-Prints, per tube, the truth vs observed aberrant-PC counts with recall/precision/F1, the MRD status of each
-sample, the time-QC outcome and the hemodilution call.
+Prints, per tube, the truth vs called aberrant PCs with per-event recall/precision/F1, the clone-size estimate
+used for quantification (called events minus the normal PCs expected in light-chain-restricted subsets), the
+time-QC outcome and the clusters; per sample, the MRD fraction/status (combined denominator) and hemodilution.
 """
 
 from __future__ import annotations
@@ -95,8 +96,8 @@ def analyse_tube(path: Path):
     meta = json.loads(path.with_suffix("").with_suffix(".truth.json").read_text()) if False else json.loads(
         Path(path.as_posix()[:-4] + ".truth.json").read_text())
     n_eval = int(meta["n_evaluable"])
-    counts = TubeCounts(path.stem, data.n_events, n_eval, int(is_pc.sum()), int(is_pc.sum()) - result.n_aberrant,
-                        result.n_aberrant)
+    n_ab = int(round(result.n_aberrant_estimate))  # light-chain subsets: minus their expected normal PCs
+    counts = TubeCounts(path.stem, data.n_events, n_eval, int(is_pc.sum()), int(is_pc.sum()) - n_ab, n_ab)
     tq = time_qc(ev, data.channel_index("Time"), [data.channel_index(m) for m in markers])
     hemo_counts = {role: int(np.count_nonzero((labels == code[lab]) & clean))
                    for role, lab in (("mast_cell", "mast_cell"), ("bcp", "b_cell_precursor"),
@@ -131,8 +132,8 @@ def main() -> int:
                 cmd += ["--replicates", "1"]
             subprocess.run(cmd, check=True, cwd=ROOT)
         print(f"\n=== {scenario} ({args.events} events/tube, seed {args.seed})")
-        print(f"{'file':28s} {'PCs':>7s} {'truth':>6s} {'called':>6s} {'recall':>6s} {'prec':>6s} {'F1':>5s}  "
-              f"{'time QC':24s} clusters")
+        print(f"{'file':28s} {'PCs':>7s} {'truth':>6s} {'called':>6s} {'recall':>6s} {'prec':>6s} {'F1':>5s} "
+              f"{'estim.':>6s}  {'time QC':24s} clusters")
         samples: dict[str, list] = {}
         for path in sorted(out.glob("*_T[12].fcs")):
             r = analyse_tube(path)
@@ -143,7 +144,7 @@ def main() -> int:
             tq = r["time"]
             tinfo = f"{100 * tq.fraction_removed:.1f}% {','.join(tq.flags) or '-'} (clog {r['truth_clog']})"
             print(f"{r['file']:28s} {r['n_pc']:7d} {r['truth_ab']:6d} {r['called']:6d} {rec:6.2f} {prec:6.2f} "
-                  f"{f1:5.2f}  {tinfo:24s} {r['clusters']}")
+                  f"{f1:5.2f} {r['counts'].n_aberrant_pc:6d}  {tinfo:24s} {r['clusters']}")
             for w in r["warnings"]:
                 print(f"    warning: {w}")
         for sid, tubes in samples.items():

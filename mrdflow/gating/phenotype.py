@@ -235,7 +235,18 @@ class PhenotypeResult:
 
     @property
     def n_aberrant(self) -> int:
+        """Events called aberrant (the per-event mask)."""
         return int(np.count_nonzero(self.aberrant))
+
+    @property
+    def n_aberrant_estimate(self) -> float:
+        """Clone size: called events minus the normal PCs expected among light-chain-restricted subsets.
+
+        Phenotypic clusters are counted as called; a light-chain-restricted subset still holds the normal PCs
+        of its pattern that carry the same chain, and their expected number is subtracted.
+        """
+        contamination = sum(c.expected_normal_events for c in self.clusters if c.light_chain is not None)
+        return max(0.0, self.n_aberrant - contamination)
 
 
 def _robust_sd(values: np.ndarray) -> float:
