@@ -99,12 +99,14 @@ def analyse_tube(path: Path):
     n_ab = int(round(result.n_aberrant_estimate))  # light-chain subsets: minus their expected normal PCs
     counts = TubeCounts(path.stem, data.n_events, n_eval, int(is_pc.sum()), int(is_pc.sum()) - n_ab, n_ab)
     tq = time_qc(ev, data.channel_index("Time"), [data.channel_index(m) for m in markers])
+    clog = ~clean
+    time_overlap = (int(np.count_nonzero(~tq.keep & clog)), int(np.count_nonzero(~tq.keep & ~clog)))
     hemo_counts = {role: int(np.count_nonzero((labels == code[lab]) & clean))
                    for role, lab in (("mast_cell", "mast_cell"), ("bcp", "b_cell_precursor"),
                                      ("nrbc", "nrbc"), ("myeloid_precursor", "myeloid_precursor"))}
     return dict(file=path.name, n_pc=int(is_pc.sum()), truth_ab=int(true_ab.sum()), called=result.n_aberrant,
                 tp=tp, clusters=[dict(c.aberrancies, **({"LC": c.light_chain} if c.light_chain else {})) for c in result.clusters], warnings=result.warnings, counts=counts,
-                time=tq, truth_clog=int(meta.get("n_time_excluded", 0)), hemo_counts=hemo_counts, n_eval=n_eval,
+                time=tq, truth_clog=int(meta.get("n_time_excluded", 0)), time_overlap=time_overlap, hemo_counts=hemo_counts, n_eval=n_eval,
                 clone=meta.get("specimen", {}).get("clone") if isinstance(meta.get("specimen"), dict) else None)
 
 
@@ -133,7 +135,7 @@ def main() -> int:
             subprocess.run(cmd, check=True, cwd=ROOT)
         print(f"\n=== {scenario} ({args.events} events/tube, seed {args.seed})")
         print(f"{'file':28s} {'PCs':>7s} {'truth':>6s} {'called':>6s} {'recall':>6s} {'prec':>6s} {'F1':>5s} "
-              f"{'estim.':>6s}  {'time QC':24s} clusters")
+              f"{'estim.':>6s}  {'time QC (removed; clog events removed/true, + good removed)':40s} clusters")
         samples: dict[str, list] = {}
         for path in sorted(out.glob("*_T[12].fcs")):
             r = analyse_tube(path)
@@ -142,9 +144,11 @@ def main() -> int:
             prec = r["tp"] / r["called"] if r["called"] else float("nan")
             f1 = 2 * r["tp"] / (r["truth_ab"] + r["called"]) if r["truth_ab"] + r["called"] else float("nan")
             tq = r["time"]
-            tinfo = f"{100 * tq.fraction_removed:.1f}% {','.join(tq.flags) or '-'} (clog {r['truth_clog']})"
+            hit, extra = r["time_overlap"]
+            tinfo = (f"{100 * tq.fraction_removed:.1f}% {','.join(tq.flags) or '-'} "
+                     f"(clog {hit}/{r['truth_clog']}, +{extra})")
             print(f"{r['file']:28s} {r['n_pc']:7d} {r['truth_ab']:6d} {r['called']:6d} {rec:6.2f} {prec:6.2f} "
-                  f"{f1:5.2f} {r['counts'].n_aberrant_pc:6d}  {tinfo:24s} {r['clusters']}")
+                  f"{f1:5.2f} {r['counts'].n_aberrant_pc:6d}  {tinfo:40s} {r['clusters']}")
             for w in r["warnings"]:
                 print(f"    warning: {w}")
         for sid, tubes in samples.items():
