@@ -93,8 +93,7 @@ def analyse_tube(path: Path):
         result = light_chain_restricted(result, np.where(kappa > lam, KAPPA, LAMBDA))
     true_ab = labels[is_pc] == code["aberrant_pc"]
     tp = int(np.count_nonzero(result.aberrant & true_ab))
-    meta = json.loads(path.with_suffix("").with_suffix(".truth.json").read_text()) if False else json.loads(
-        Path(path.as_posix()[:-4] + ".truth.json").read_text())
+    meta = json.loads(Path(path.as_posix()[:-4] + ".truth.json").read_text())
     n_eval = int(meta["n_evaluable"])
     n_ab = int(round(result.n_aberrant_estimate))  # light-chain subsets: minus their expected normal PCs
     counts = TubeCounts(path.stem, data.n_events, n_eval, int(is_pc.sum()), int(is_pc.sum()) - n_ab, n_ab)
@@ -106,8 +105,7 @@ def analyse_tube(path: Path):
                                      ("nrbc", "nrbc"), ("myeloid_precursor", "myeloid_precursor"))}
     return dict(file=path.name, n_pc=int(is_pc.sum()), truth_ab=int(true_ab.sum()), called=result.n_aberrant,
                 tp=tp, clusters=[dict(c.aberrancies, **({"LC": c.light_chain} if c.light_chain else {})) for c in result.clusters], warnings=result.warnings, counts=counts,
-                time=tq, truth_clog=int(meta.get("n_time_excluded", 0)), time_overlap=time_overlap, hemo_counts=hemo_counts, n_eval=n_eval,
-                clone=meta.get("specimen", {}).get("clone") if isinstance(meta.get("specimen"), dict) else None)
+                time=tq, truth_clog=int(meta.get("n_time_excluded", 0)), time_overlap=time_overlap, hemo_counts=hemo_counts, n_eval=n_eval)
 
 
 def _has(data, marker: str) -> bool:

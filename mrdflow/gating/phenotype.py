@@ -21,8 +21,9 @@ Method
    pos_centre − neg_centre``. A marker whose references have too few events, or do not separate by
    ``min_reference_separation`` pooled robust SDs, is not used (and a warning says why).
 2. Each PC gets an *aberrancy pattern*: the set of markers on which it lies on the wrong side of the boundary
-   (CD19, CD27, CD81, CD38, CD45 below; CD56, CD117 above; CD138 is not judged), or — "dim"/"increased" aberrancies, reported against a normal-PC reference as in Arroz 2016 — more
-   than ``normal_pc_sd`` robust SDs beyond the PCs that show the normal pattern on every marker.
+   (CD19, CD27, CD81, CD38, CD45 below; CD56, CD117 above; CD138 is not judged), or — "dim"/"increased"
+   aberrancies, reported against a normal-PC reference as in Arroz 2016 — more than ``normal_pc_sd`` robust
+   SDs beyond the PCs that show the normal pattern on every marker.
 3. Normal heterogeneity model: deviations of different marker *groups* are treated as independent, with
    odds estimated from the PCs deviating in that group only (a clone with ≥ 2 aberrant groups does not enter
    these counts). The expected number of PCs with pattern ``S`` is ``n_none × Π_g n_{S∩g} / n_none``. CD19 and
@@ -30,7 +31,8 @@ Method
    two aberrancies.
 4. A pattern with ≥ ``min_aberrancies`` (2) aberrant groups is a clone *core* when it holds ≥ ``min_cluster_events``
    PCs, ≥ ``min_fold`` times its expected count, with a Poisson tail probability < ``alpha``, and its median
-   lies beyond every boundary of the pattern by ≥ ``cluster_margin`` separations.
+   lies beyond each of its thresholds (by ≥ ``cluster_margin`` separations for a boundary, ≥
+   ``cluster_margin_sd`` normal-PC SDs for a dim/increased deviation).
 5. Each core is grown to the clone: PCs within ``expand_quantile`` of the core's robust ellipse (in the
    standardised marker space, and within the matching one-marker bound on every marker) that share all but
    at most one of its deviations — the clone events that happen to straddle one boundary — and that are
@@ -47,60 +49,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 from scipy import stats
 
 from mrdflow.errors import AnalysisError
-
-Expectation = Literal["pos", "neg", "any"]
-
-
-@dataclass(frozen=True)
-class MarkerRule:
-    """How a normal PC expresses a marker, and where its boundary sits between the references.
-
-    ``expected`` is ``pos`` (normal PCs above the boundary), ``neg`` (below) or ``any`` (not judged);
-    ``position`` is the boundary as a fraction of the way from the negative to the positive reference centre.
-    Markers sharing a ``group`` vary *together* in normal PCs (CD19 and CD45 are both lost by mature normal
-    PCs): their joint deviations are counted from the data instead of assumed independent, and they count
-    as one aberrancy.
-    """
-
-    expected: Expectation
-    position: float = 0.5
-    group: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.expected not in ("pos", "neg", "any"):
-            raise AnalysisError(f"MarkerRule.expected: expected 'pos', 'neg' or 'any', found {self.expected!r}")
-        if not 0.0 < self.position < 1.0:
-            raise AnalysisError(f"MarkerRule.position: expected a fraction in (0, 1), found {self.position!r}")
-
-
-#: the normal bone-marrow PC pattern (DOMAIN.md §2.2, §2.4)
-NORMAL_PC_PATTERN: dict[str, MarkerRule] = {
-    "CD19": MarkerRule("pos", group="maturation"),
-    "CD56": MarkerRule("neg"),
-    "CD27": MarkerRule("pos"),
-    "CD81": MarkerRule("pos"),
-    "CD117": MarkerRule("neg"),
-    "CD38": MarkerRule("pos", position=0.7),
-    "CD45": MarkerRule("pos", group="maturation"),
-    "CD138": MarkerRule("any"),
-}
-
-
-@dataclass(frozen=True)
-class MarkerReference:
-    """Values of one marker on an internal negative and an internal positive population of the same sample."""
-
-    negative: np.ndarray
-    positive: np.ndarray
-    negative_name: str = "negative reference"
-    positive_name: str = "positive reference"
-
+from mrdflow.gating.pc_markers import (
+    NORMAL_PC_PATTERN,
+    MarkerBoundary,
+    MarkerReference,
+    MarkerRule,
+    marker_boundary,
+)
 
 @dataclass(frozen=True)
 class PhenotypeSettings:
@@ -177,20 +138,6 @@ class PhenotypeSettings:
 
 
 @dataclass(frozen=True)
-class MarkerBoundary:
-    """The per-sample boundary of one marker (transformed units) and whether it could be used."""
-
-    marker: str
-    expected: str
-    negative_centre: float
-    positive_centre: float
-    boundary: float
-    separation: float
-    usable: bool
-    reason: str = ""
-
-
-@dataclass(frozen=True)
 class AberrantCluster:
     """One aberrant PC population.
 
@@ -247,40 +194,6 @@ class PhenotypeResult:
         """
         contamination = sum(c.expected_normal_events for c in self.clusters if c.light_chain is not None)
         return max(0.0, self.n_aberrant - contamination)
-
-
-def _robust_sd(values: np.ndarray) -> float:
-    med = np.median(values)
-    return float(1.4826 * np.median(np.abs(values - med)))
-
-
-def marker_boundary(
-    marker: str,
-    rule: MarkerRule,
-    reference: MarkerReference,
-    settings: PhenotypeSettings = PhenotypeSettings(),
-) -> MarkerBoundary:
-    """Place one marker's boundary between its negative and positive reference populations."""
-    neg = np.asarray(reference.negative, dtype=np.float64).ravel()
-    pos = np.asarray(reference.positive, dtype=np.float64).ravel()
-    neg, pos = neg[np.isfinite(neg)], pos[np.isfinite(pos)]
-    for values, name in ((neg, reference.negative_name), (pos, reference.positive_name)):
-        if values.size < settings.min_reference_events:
-            return MarkerBoundary(marker, rule.expected, math.nan, math.nan, math.nan, math.nan, False,
-                                  f"{marker}: {name} has {values.size} events, "
-                                  f"{settings.min_reference_events} needed")
-    nc, pc = float(np.median(neg)), float(np.median(pos))
-    separation = pc - nc
-    pooled = math.sqrt((_robust_sd(neg) ** 2 + _robust_sd(pos) ** 2) / 2.0)
-    boundary = nc + rule.position * separation
-    if separation <= 0 or separation < settings.min_reference_separation * pooled:
-        return MarkerBoundary(
-            marker, rule.expected, nc, pc, boundary, separation, False,
-            f"{marker}: {reference.positive_name} (median {pc:.3g}) is not above {reference.negative_name} "
-            f"(median {nc:.3g}) by {settings.min_reference_separation} pooled robust SDs ({pooled:.3g} each); "
-            "marker not used",
-        )
-    return MarkerBoundary(marker, rule.expected, nc, pc, boundary, separation, True)
 
 
 def _pattern_expectations(counts: np.ndarray, group_masks: Sequence[int]) -> np.ndarray:
@@ -390,7 +303,9 @@ def classify_plasma_cells(
             if rule is not None and rule.expected != "any":
                 warnings.append(f"{marker}: no reference populations given; marker not judged")
             continue
-        b = marker_boundary(marker, rule or MarkerRule("any"), references[marker], settings)
+        b = marker_boundary(marker, rule or MarkerRule("any"), references[marker],
+                            min_events=settings.min_reference_events,
+                            min_separation=settings.min_reference_separation)
         boundaries[marker] = b
         if not b.usable:
             warnings.append(b.reason)
