@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from mrdflow.errors import AnalysisError
 from mrdflow.qc.time import TimeQcSettings, time_qc
@@ -132,3 +133,27 @@ def test_non_finite_time_and_integer_events_are_rejected():
         time_qc(np.zeros((10, 2), dtype=np.int32), 0, [1])
     with pytest.raises(AnalysisError, match="mad_threshold"):
         TimeQcSettings(mad_threshold=0)
+
+
+@given(
+    n=st.integers(min_value=0, max_value=3000),
+    seed=st.integers(min_value=0, max_value=2**31),
+    per_bin=st.sampled_from([None, 10, 37]),
+    consecutive=st.integers(min_value=0, max_value=6),
+)
+@settings(max_examples=40, deadline=None)
+def test_time_qc_bookkeeping_is_consistent(n, seed, per_bin, consecutive):
+    rng = np.random.default_rng(seed)
+    time = np.sort(rng.exponential(1.0, n).cumsum() if n else np.zeros(0))
+    values = rng.normal(size=(n, 2)) + (rng.random((n, 1)) < 0.02) * 5.0
+    events = np.column_stack([time, values]).astype(np.float32)
+    result = time_qc(events, 0, [1, 2], TimeQcSettings(events_per_bin=per_bin, consecutive_bins=consecutive))
+    assert result.keep.shape == (n,) and result.keep.dtype == bool
+    assert result.fraction_removed == pytest.approx((~result.keep).mean() if n else 0.0)
+    # removed events are exactly those of the removed bins, and the excluded ranges cover them
+    removed_events = sum(int(result.bin_edges[i + 1] - result.bin_edges[i]) for i in np.flatnonzero(result.removed_bins))
+    assert removed_events == np.count_nonzero(~result.keep)
+    starts = [a for a, _ in result.excluded_ranges]
+    assert starts == sorted(starts) and all(a <= b for a, b in result.excluded_ranges)
+    if result.bin_levels.size:
+        assert result.bin_levels.shape == (result.bin_edges.size - 1, 2)
