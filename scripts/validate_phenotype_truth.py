@@ -3,7 +3,8 @@
 Until the gating template lands, the plasma cells and the internal reference populations of each tube are
 taken from the simulator's per-event truth (``*.truth.npz``); everything else is the real code path:
 FCS reading, compensation with the file's $SPILLOVER, an arcsinh transform (cofactor 150 — any monotone
-transform will do, the calls are reference-relative), :func:`mrdflow.gating.phenotype.classify_plasma_cells`,
+transform will do, the calls are reference-relative), :func:`mrdflow.gating.sample_phenotype.classify_sample`
+(per tube, both tubes pooled on the backbone, light-chain restriction in tube 2),
 :func:`mrdflow.mrd.quantify`, :func:`mrdflow.qc.time.time_qc` and :func:`mrdflow.qc.hemodilution.assess_hemodilution`.
 
 The CD38 "normal PC brightness" reference is the brightest quarter of the tube's plasma cells (no truth).
@@ -31,8 +32,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mrdflow.fcs import read_fcs  # noqa: E402
-from mrdflow.gating.light_chain import KAPPA, LAMBDA, light_chain_restricted  # noqa: E402
-from mrdflow.gating.phenotype import MarkerReference, classify_plasma_cells  # noqa: E402
+from mrdflow.gating.light_chain import KAPPA, LAMBDA  # noqa: E402
+from mrdflow.gating.phenotype import MarkerReference  # noqa: E402
+from mrdflow.gating.sample_phenotype import TubePlasmaCells, classify_sample  # noqa: E402
 from mrdflow.mrd import TubeCounts, quantify  # noqa: E402
 from mrdflow.qc.hemodilution import assess_hemodilution  # noqa: E402
 from mrdflow.qc.time import time_qc  # noqa: E402
@@ -62,7 +64,8 @@ def scaled_tube(path: Path):
     return data, ev
 
 
-def analyse_tube(path: Path):
+def prepare_tube(path: Path) -> dict:
+    """Read, scale and QC one tube; keep its PCs, references and truth (the event matrix is dropped)."""
     data, ev = scaled_tube(path)
     truth = np.load(path.with_suffix("").as_posix() + ".truth.npz")
     names = [str(n) for n in truth["label_names"]]
@@ -85,27 +88,34 @@ def analyse_tube(path: Path):
         else:
             pos = ev[(labels == code[pos_name]) & clean, col]
         refs[m] = MarkerReference(neg, pos, neg_name, pos_name)
-    result = classify_plasma_cells(pcs, markers, refs)
+    chain = None
     if _has(data, "cyIgKappa") and _has(data, "cyIgLambda"):
         # stand-in for the template's kappa/lambda gates: the brighter light chain of each PC
         kappa = ev[is_pc, data.channel_index("cyIgKappa")]
         lam = ev[is_pc, data.channel_index("cyIgLambda")]
-        result = light_chain_restricted(result, np.where(kappa > lam, KAPPA, LAMBDA))
-    true_ab = labels[is_pc] == code["aberrant_pc"]
-    tp = int(np.count_nonzero(result.aberrant & true_ab))
+        chain = np.where(kappa > lam, KAPPA, LAMBDA)
     meta = json.loads(Path(path.as_posix()[:-4] + ".truth.json").read_text())
-    n_eval = int(meta["n_evaluable"])
-    n_ab = int(round(result.n_aberrant_estimate))  # light-chain subsets: minus their expected normal PCs
-    counts = TubeCounts(path.stem, data.n_events, n_eval, int(is_pc.sum()), int(is_pc.sum()) - n_ab, n_ab)
-    tq = time_qc(ev, data.channel_index("Time"), [data.channel_index(m) for m in markers])
+    tq = time_qc(ev, data.channel_index("Time"), cols)
     clog = ~clean
-    time_overlap = (int(np.count_nonzero(~tq.keep & clog)), int(np.count_nonzero(~tq.keep & ~clog)))
     hemo_counts = {role: int(np.count_nonzero((labels == code[lab]) & clean))
                    for role, lab in (("mast_cell", "mast_cell"), ("bcp", "b_cell_precursor"),
                                      ("nrbc", "nrbc"), ("myeloid_precursor", "myeloid_precursor"))}
-    return dict(file=path.name, n_pc=int(is_pc.sum()), truth_ab=int(true_ab.sum()), called=result.n_aberrant,
-                tp=tp, clusters=[dict(c.aberrancies, **({"LC": c.light_chain} if c.light_chain else {})) for c in result.clusters], warnings=result.warnings, counts=counts,
-                time=tq, truth_clog=int(meta.get("n_time_excluded", 0)), time_overlap=time_overlap, hemo_counts=hemo_counts, n_eval=n_eval)
+    return dict(
+        file=path.name, tube=TubePlasmaCells(path.stem, pcs, markers, refs, chain), n_events=data.n_events,
+        n_pc=int(is_pc.sum()), true_ab=labels[is_pc] == code["aberrant_pc"], n_eval=int(meta["n_evaluable"]),
+        time=tq, truth_clog=int(meta.get("n_time_excluded", 0)), hemo_counts=hemo_counts,
+        time_overlap=(int(np.count_nonzero(~tq.keep & clog)), int(np.count_nonzero(~tq.keep & ~clog))),
+    )
+
+
+def finish_tube(prep: dict, result) -> dict:
+    """Score one tube's calls against the truth and build its role counts."""
+    n_ab = int(round(result.n_aberrant_estimate))  # light-chain subsets: minus their expected normal PCs
+    counts = TubeCounts(prep["tube"].name, prep["n_events"], prep["n_eval"], prep["n_pc"], prep["n_pc"] - n_ab, n_ab)
+    clusters = [dict(c.aberrancies, **({"LC": c.light_chain} if c.light_chain else {})) for c in result.clusters]
+    return dict(prep, truth_ab=int(prep["true_ab"].sum()), called=result.n_aberrant,
+                tp=int(np.count_nonzero(result.aberrant & prep["true_ab"])), clusters=clusters,
+                warnings=result.warnings, counts=counts)
 
 
 def _has(data, marker: str) -> bool:
@@ -134,10 +144,17 @@ def main() -> int:
         print(f"\n=== {scenario} ({args.events} events/tube, seed {args.seed})")
         print(f"{'file':28s} {'PCs':>7s} {'truth':>6s} {'called':>6s} {'recall':>6s} {'prec':>6s} {'F1':>5s} "
               f"{'estim.':>6s}  {'time QC (removed; clog events removed/true, + good removed)':40s} clusters")
-        samples: dict[str, list] = {}
+        by_sample: dict[str, list[Path]] = {}
         for path in sorted(out.glob("*_T[12].fcs")):
-            r = analyse_tube(path)
-            samples.setdefault(path.stem[:-3], []).append(r)
+            by_sample.setdefault(path.stem[:-3], []).append(path)
+        samples: dict[str, list] = {}
+        rows = []
+        for sid, paths in by_sample.items():
+            preps = [prepare_tube(p) for p in paths]
+            calls = classify_sample([p["tube"] for p in preps])
+            samples[sid] = [finish_tube(p, calls[p["tube"].name]) for p in preps]
+            rows.extend(samples[sid])
+        for r in rows:
             rec = r["tp"] / r["truth_ab"] if r["truth_ab"] else float("nan")
             prec = r["tp"] / r["called"] if r["called"] else float("nan")
             f1 = 2 * r["tp"] / (r["truth_ab"] + r["called"]) if r["truth_ab"] + r["called"] else float("nan")
