@@ -97,6 +97,8 @@ class PhenotypeSettings:
         Normal-pattern PCs needed for that (50); fewer → boundaries only, with a warning.
     min_normal_pc_spread
         Floor of the normal-pattern PCs' robust SD, in separations (0.02).
+    grow_rounds
+        Times the grown clone is re-centred and grown again (2).
     expand_quantile
         Quantile of the region the core is grown to (0.999): the χ² quantile (all used markers) bounds the
         squared standardised distance to the core median, and the one-marker quantile bounds each marker.
@@ -113,6 +115,7 @@ class PhenotypeSettings:
     min_spread: float = 0.1
     expand_quantile: float = 0.999
     normal_pc_sd: float | None = 3.0
+    grow_rounds: int = 2
     min_normal_pc_events: int = 50
     min_normal_pc_spread: float = 0.02
 
@@ -131,6 +134,7 @@ class PhenotypeSettings:
             ("normal_pc_sd", self.normal_pc_sd is None or self.normal_pc_sd > 0),
             ("min_normal_pc_events", isinstance(self.min_normal_pc_events, int) and self.min_normal_pc_events >= 3),
             ("min_normal_pc_spread", self.min_normal_pc_spread > 0),
+            ("grow_rounds", isinstance(self.grow_rounds, int) and self.grow_rounds >= 0),
         ]
         for name, ok in checks:
             if not ok:
@@ -392,14 +396,26 @@ def classify_plasma_cells(
             if sq_c.sum() <= limit and sq_c.max() <= limit_1d:
                 label = existing  # the straddling fringe of a larger clone, not a clone of its own
                 break
-        sq = ((z - centre) / spread) ** 2
-        d2 = sq.sum(axis=1)
         shared = ((code & c)[:, None] >> np.array(pattern)[None, :] & 1).sum(axis=1)
-        member = (d2 <= limit) & (sq.max(axis=1) <= limit_1d) & (shared >= len(pattern) - 1)
-        member[members] = False
-        member[np.flatnonzero(member)] = _closer_to_core(z, code, np.flatnonzero(member), obs, centre, spread,
-                                                         settings.min_spread)
-        member[members] = True
+        eligible = shared >= len(pattern) - 1
+        grown_centre, grown_spread, n_members = centre, spread, obs
+        for _ in range(1 + settings.grow_rounds):
+            # the core alone is truncated at its thresholds; re-centring on the grown clone recovers the
+            # straddlers of a deviation that only part of the clone crosses (e.g. a CD38-dim clone)
+            sq = ((z - grown_centre) / grown_spread) ** 2
+            d2 = sq.sum(axis=1)
+            member = (d2 <= limit) & (sq.max(axis=1) <= limit_1d) & eligible
+            member[members] = False
+            candidates = np.flatnonzero(member)
+            member[candidates] = _closer_to_core(z, code, candidates, n_members, grown_centre, grown_spread,
+                                                 settings.min_spread)
+            member[members] = True
+            if np.count_nonzero(member) == n_members:
+                break
+            n_members = int(np.count_nonzero(member))
+            grown = z[member]
+            grown_centre = np.median(grown, axis=0)
+            grown_spread = np.maximum(1.4826 * np.median(np.abs(grown - grown_centre), axis=0), settings.min_spread)
         d2[members] = 0.0
         take = member & (d2 < best)
         best[take] = d2[take]
