@@ -76,7 +76,8 @@ class PhenotypeSettings:
     min_aberrancies
         Deviations a clone must show (2; Liu 2012: normal PCs show 0–2, myeloma median 3).
     min_cluster_events
-        Smallest clone core (10 events; the LOD is 20 events).
+        Smallest clone core (5 events: at the LOD, 20 events over two tubes, a tube may hold ~10 and a
+        core only part of them; significance is left to ``alpha``).
     min_fold
         Observed/expected count a core must reach over the normal-heterogeneity model (2.0).
     alpha
@@ -107,7 +108,7 @@ class PhenotypeSettings:
     min_reference_events: int = 20
     min_reference_separation: float = 2.0
     min_aberrancies: int = 2
-    min_cluster_events: int = 10
+    min_cluster_events: int = 5
     min_fold: float = 2.0
     alpha: float = 1e-6
     cluster_margin: float = 0.1
