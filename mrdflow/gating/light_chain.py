@@ -10,8 +10,8 @@ with at least one aberrant marker group, among the PCs not already called aberra
 the majority chain against the polytypic reference (the PCs with no deviation), by a one-sided binomial test.
 When restricted, its PCs of the restricted chain are called aberrant, as one cluster per pattern. That set
 still holds the normal PCs of the pattern that happen to carry the same chain; their expected number (the
-pattern's other-chain PCs × the reference chain ratio) is reported as ``expected_normal_events``, so
-``n_events − expected_normal_events`` estimates the clone's size without that contamination.
+pattern's other-chain PCs × the reference chain ratio) is reported as ``expected_normal_events``, which
+:attr:`PhenotypeResult.n_aberrant_estimate` subtracts.
 """
 
 from __future__ import annotations

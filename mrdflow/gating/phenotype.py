@@ -192,13 +192,13 @@ class PhenotypeResult:
 
     @property
     def n_aberrant_estimate(self) -> float:
-        """Clone size: called events minus the normal PCs expected among light-chain-restricted subsets.
+        """Clone size: per cluster, its events minus the normal PCs expected in its pattern (at least 0).
 
-        Phenotypic clusters are counted as called; a light-chain-restricted subset still holds the normal PCs
-        of its pattern that carry the same chain, and their expected number is subtracted.
+        A clone whose pattern normal PCs can also show (e.g. CD19−CD56+, or a light-chain-restricted CD19−
+        subset) is called with those normal PCs; ``expected_normal_events`` estimates them from the normal
+        heterogeneity model (≈ 0 for patterns normal PCs do not show).
         """
-        contamination = sum(c.expected_normal_events for c in self.clusters if c.light_chain is not None)
-        return max(0.0, self.n_aberrant - contamination)
+        return float(sum(max(0.0, c.n_events - c.expected_normal_events) for c in self.clusters))
 
 
 def _pattern_expectations(counts: np.ndarray, group_masks: Sequence[int]) -> np.ndarray:

@@ -50,15 +50,19 @@ def _add_clusters(base: PhenotypeResult, extra: PhenotypeResult, rows: slice) ->
     offset = max((c.label for c in base.clusters), default=-1) + 1
     clusters = list(base.clusters)
     for cluster in extra.clusters:
-        take = (extra_labels == cluster.label) & (labels < 0)
+        here = extra_labels == cluster.label
+        take = here & (labels < 0)
         n = int(np.count_nonzero(take))
-        if n == 0:
+        if n == 0 or 2 * (np.count_nonzero(here) - n) >= np.count_nonzero(here):
+            # the tube's own analysis, with all its markers, already holds most of this cluster: the rest
+            # are PCs it judged normal with more information than the backbone has
             continue
         labels[take] = offset
+        share = np.count_nonzero(here) / max(1, cluster.n_events)
         clusters.append(AberrantCluster(
             label=offset, n_events=n, n_core_events=cluster.n_core_events, aberrancies=dict(cluster.aberrancies),
-            centre=dict(cluster.centre), expected_normal_events=cluster.expected_normal_events, fold=cluster.fold,
-            p_value=cluster.p_value, light_chain=cluster.light_chain,
+            centre=dict(cluster.centre), expected_normal_events=cluster.expected_normal_events * share,
+            fold=cluster.fold, p_value=cluster.p_value, light_chain=cluster.light_chain,
         ))
         offset += 1
     return replace(base, aberrant=labels >= 0, labels=labels, clusters=tuple(clusters))
@@ -77,8 +81,9 @@ def classify_sample(
     -------
     dict
         Tube name → :class:`PhenotypeResult` over that tube's PC events (input order), uniting the per-tube,
-        pooled-backbone and light-chain calls; pooled-backbone clusters are listed in every tube they have
-        events in.
+        pooled-backbone and light-chain calls. A pooled-backbone cluster is added to a tube unless that tube's
+        own analysis already called most of its events there (the rest are then PCs the tube's extra markers
+        showed to be normal); its expected normal contamination is shared among the tubes by event count.
     """
     if not tubes:
         raise AnalysisError("classify_sample: expected at least one tube, found none")
