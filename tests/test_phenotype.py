@@ -213,6 +213,10 @@ def test_bad_inputs_are_clear_errors():
         classify_plasma_cells(x.astype(np.int32), MARKERS, refs)
     with pytest.raises(AnalysisError, match="not in the PC matrix"):
         classify_plasma_cells(x[:, :6], MARKERS[:6], refs)
+    nan = x.copy()
+    nan[3, 2] = np.nan
+    with pytest.raises(AnalysisError, match="non-finite values .first at row 3"):
+        classify_plasma_cells(nan, MARKERS, refs)
     with pytest.raises(AnalysisError, match="expected"):
         MarkerRule("bright")
     with pytest.raises(AnalysisError, match="alpha"):

@@ -288,6 +288,10 @@ def classify_plasma_cells(
                             f"{type(pc_events).__name__} with shape {getattr(pc_events, 'shape', None)}")
     if pc_events.dtype.kind != "f":
         raise AnalysisError(f"classify_plasma_cells: expected float32 transformed values, found {pc_events.dtype}")
+    if not np.all(np.isfinite(pc_events)):
+        bad = np.flatnonzero(~np.isfinite(pc_events).all(axis=1))
+        raise AnalysisError(f"classify_plasma_cells: {bad.size} PC events have non-finite values "
+                            f"(first at row {bad[0]}); expected transformed, finite values")
     markers = [str(m) for m in markers]
     if len(markers) != pc_events.shape[1]:
         raise AnalysisError(f"classify_plasma_cells: {len(markers)} marker names for {pc_events.shape[1]} columns")
