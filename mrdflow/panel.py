@@ -239,6 +239,8 @@ class Panel(_Model):
     mrd: MrdSettings = MrdSettings()
     qc: QcSettings = QcSettings()
     output_dir: Path = Path("results")
+    #: results store shared by runs (SQLite); None = ``mrdflow.sqlite`` in the run's output folder
+    store: Optional[Path] = None
     source: Optional[Path] = None
     base_dir: Path = Path(".")
 
@@ -312,6 +314,7 @@ def panel_from_dict(data: dict, *, source: str | Path = "<panel>", base_dir: Pat
     update = {
         "template": panel.template if panel.template.is_absolute() else base / panel.template,
         "output_dir": panel.output_dir if panel.output_dir.is_absolute() else base / panel.output_dir,
+        "store": panel.store if panel.store is None or panel.store.is_absolute() else base / panel.store,
         "compensation": comp,
         "source": Path(source) if source != "<panel>" else None,
         "base_dir": base,

@@ -1,0 +1,54 @@
+"""Hand-built sample results (with plot data) for the store and report tests — no analysis needed."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from mrdflow.result import PopulationCount, SampleResult, TubePlotData
+
+
+def plot_data(tube: str = "tube2", n: int = 3000, seed: int = 0) -> TubePlotData:
+    """A small tube: two scatter columns, CD38/CD138/CD45/CD19/κ/λ, Time; gates of every drawable type."""
+    rng = np.random.default_rng(seed)
+    columns = ["FSC-A", "SSC-A", "CD38", "CD138", "CD45", "CD19", "cyIgKappa", "cyIgLambda", "Time"]
+    events = rng.normal(0.5, 0.15, size=(n, len(columns))).astype(np.float32)
+    events[:, -1] = np.sort(rng.uniform(0, 100, n)).astype(np.float32)
+    names = ["root", "cells", "singlets", "pc", "normal_pc", "aberrant_pc"]
+    labels = rng.choice(len(names), size=n, p=[0.05, 0.25, 0.55, 0.05, 0.06, 0.04]).astype(np.uint8)
+    parents = {"cells": "root", "singlets": "cells", "pc": "singlets", "normal_pc": "pc", "aberrant_pc": "pc"}
+    gates = {
+        "cells": {"type": "polygon", "dims": ["FSC-A", "SSC-A"],
+                  "vertices": [[0.2, 0.2], [0.9, 0.2], [0.9, 0.9], [0.2, 0.9]]},
+        "singlets": {"type": "range", "dims": ["FSC-A"], "min": [0.1], "max": [None]},
+        "pc": {"type": "rectangle", "dims": ["CD38", "CD138"], "min": [0.6, 0.55], "max": [None, 1.2]},
+        "normal_pc": {"type": "ellipsoid", "dims": ["CD45", "CD19"], "mean": [0.6, 0.6],
+                      "covariance": [[0.01, 0.002], [0.002, 0.02]], "distance_square": 4.0},
+        "aberrant_pc": {"type": "boolean", "op": "and", "operands": ["pc", "normal_pc"], "complement": [False, True]},
+    }
+    gate_dims = {k: v.get("dims", []) for k, v in gates.items()}
+    trace = {"bin_start": list(np.linspace(0, 100, 40)), "bin_rate": list(rng.normal(300, 20, 40)),
+             "excluded_ranges": [[30.0, 37.5]], "fraction_removed": 0.075}
+    return TubePlotData(tube=tube, columns=columns, events=events, labels=labels, label_names=names, gates=gates,
+                        gate_dims=gate_dims, parents=parents, time_trace=trace)
+
+
+def sample_result(sample_id: str = "S1", *, status: str = "NEGATIVE", plots: bool = False) -> SampleResult:
+    """An ``ok`` result with populations, flags, details and (optionally) plot data."""
+    n_eval = 10_412_530
+    aberrant = {"NEGATIVE": 0, "POSITIVE": 5200, "POSITIVE_BELOW_LLOQ": 31, "NOT_EVALUABLE": 0}[status]
+    return SampleResult(
+        sample_id=sample_id, files=[f"/data/{sample_id}_T1.fcs", f"/data/{sample_id}_T2.fcs"],
+        n_events_acquired=11_000_000, n_events_evaluable=n_eval, n_plasma_cells=9000 + aberrant,
+        n_normal_pc=9000, n_aberrant_pc=aberrant, mrd_fraction=aberrant / n_eval, lod=20 / n_eval,
+        lloq=50 / n_eval, mrd_status=status, sensitivity_met=True,
+        clonality="kappa" if aberrant > 100 else "not_assessed", hemodilution="adequate",
+        qc_flags=["flow_rate_anomaly", "spillover_missing"],
+        populations=[PopulationCount("tube1", "cells", "", 10_900_000, 99.09, 104.68),
+                     PopulationCount("tube1", "pc", "cells", 9000 + aberrant, 1 / 3, math.nan),
+                     PopulationCount("tube2", "empty", "pc", 0, math.nan, 0.0)],
+        details={"denominator": "combined", "removed_by_time_qc": 1234, "ratio": 0.1 + 0.2, "nan_value": math.nan,
+                 "per_tube": {"tube1": {"evaluable": 5_000_000}}},
+        plots=[plot_data("tube1", seed=1), plot_data("tube2", seed=2)] if plots else [],
+    )
