@@ -27,6 +27,7 @@ COMMANDS: dict[str, str] = {
     "validate-panel": "validate_panel",
     "gate": "gate",
     "run": "run",
+    "analyze": "analyze",
 }
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2

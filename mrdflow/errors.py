@@ -44,6 +44,10 @@ class TemplateError(MrdflowError):
     """A gating template is invalid (cycle, missing parent, unknown method or argument, ...)."""
 
 
+class AnalysisError(MrdflowError):
+    """Inconsistent inputs to quantification or QC (negative or contradictory counts, array shapes, settings)."""
+
+
 class StudyError(MrdflowError):
     """A study definition or clinical table is invalid (named table, row and column)."""
 
@@ -57,5 +61,6 @@ __all__ = [
     "GateError",
     "PanelError",
     "TemplateError",
+    "AnalysisError",
     "StudyError",
 ]

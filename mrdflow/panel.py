@@ -182,7 +182,9 @@ class CompensationSpec(_Model):
 
 
 class MrdSettings(_Model):
-    """MRD quantification thresholds (DOMAIN §1.3, §2.3)."""
+    """MRD quantification thresholds (DOMAIN §1.3, §2.3). ``pcl_min_pct``: circulating plasma cells, % of
+    leukocytes (evaluable cells), at or above which a blood specimen meets the plasma-cell-leukaemia criterion
+    (5 %, IMWG 2021); used when ``specimen: peripheral_blood``."""
 
     lod_events: int = Field(default=20, gt=0)
     lloq_events: int = Field(default=50, gt=0)
@@ -191,6 +193,7 @@ class MrdSettings(_Model):
     kappa_lambda_kappa_above: float = Field(default=4.0, gt=0)
     kappa_lambda_lambda_below: float = Field(default=0.5, gt=0)
     clonality_min_cells: int = Field(default=100, gt=0)
+    pcl_min_pct: float = Field(default=5.0, gt=0, lt=100)
 
     @model_validator(mode="after")
     def _ordered(self) -> "MrdSettings":
@@ -236,6 +239,7 @@ class Panel(_Model):
     compensation: CompensationSpec = CompensationSpec()
     transforms: TransformDefaults = TransformDefaults()
     template: Path
+    specimen: Literal["bone_marrow", "peripheral_blood"] = "bone_marrow"
     mrd: MrdSettings = MrdSettings()
     qc: QcSettings = QcSettings()
     output_dir: Path = Path("results")

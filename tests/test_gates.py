@@ -77,6 +77,28 @@ def test_polygon_agrees_with_flowutils_for_random_polygons(verts, seed):
         assert on_edge and ours[i]
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    verts=st.lists(st.tuples(st.integers(-20, 20), st.integers(-20, 20)), min_size=3, max_size=8),
+    seed=st.integers(0, 1000),
+)
+def test_polygon_lookup_grid_agrees_with_the_exact_test(verts, seed):
+    # integer vertices and points on a fine lattice put many events exactly on edges, vertices and
+    # lookup-grid cell borders: the grid fast path must agree with the exact per-edge test everywhere
+    from mrdflow.kernels.gates import _inside_polygon
+
+    rng = np.random.default_rng(seed)
+    pts = np.zeros((3000, 3), dtype=np.float32)
+    pts[:, :2] = rng.integers(-84, 85, size=(3000, 2)) / 4.0
+    v = np.array(verts, dtype=np.float64)
+    gate = PolygonGate(("x", "y"), verts)
+    exact = np.array([_inside_polygon(float(x), float(y), v[:, 0].copy(), v[:, 1].copy()) for x, y in pts[:, :2]])
+    assert np.array_equal(gate.mask(pts, INDEX), exact)
+    vertices = np.zeros((len(verts), 3), dtype=np.float32)
+    vertices[:, :2] = v
+    assert gate.mask(vertices, INDEX).all()  # vertices are on the boundary, hence inside
+
+
 @pytest.mark.parametrize("dims", [("x", "y"), ("x", "y", "z")])
 def test_ellipsoid_matches_flowutils(dims):
     ev = _events()

@@ -130,7 +130,8 @@ class GatingResult:
 
 
 def gate_events(events: np.ndarray, index: Mapping[str, int], template: Template, *,
-                upper_limits: Mapping[str, float] | None = None) -> GatingResult:
+                upper_limits: Mapping[str, float] | None = None,
+                root_mask: np.ndarray | None = None) -> GatingResult:
     """Evaluate ``template`` on one tube's compensated, transformed events.
 
     Parameters
@@ -140,6 +141,9 @@ def gate_events(events: np.ndarray, index: Mapping[str, int], template: Template
     template : the validated template.
     upper_limits : dimension → top of its scale in transformed units (the transformed $PnR − 1), used by
         ``margin`` gates whose ``upper`` is not given.
+    root_mask : optional bool mask (n_events,) of the events the tree starts from (e.g. the events kept by
+        time/flow-rate QC): top-level populations are evaluated, and fitted, on these events only. Events
+        outside it belong to no population (label 0).
 
     Raises
     ------
@@ -151,6 +155,11 @@ def gate_events(events: np.ndarray, index: Mapping[str, int], template: Template
     if events.ndim != 2:
         raise GateError(f"events must be a 2-D (events × channels) array, found shape {events.shape}")
     n = events.shape[0]
+    if root_mask is not None:
+        root_mask = np.asarray(root_mask)
+        if root_mask.dtype != np.bool_ or root_mask.shape != (n,):
+            raise GateError(f"root_mask must be a bool array of shape ({n},), found {root_mask.dtype} "
+                            f"{root_mask.shape}")
     src = template.source or "<template>"
     missing = [d for d in template.dims() if d not in index]
     if missing:
@@ -172,7 +181,7 @@ def gate_events(events: np.ndarray, index: Mapping[str, int], template: Template
     col_index = {d: int(index[d]) for d in template.dims()}
 
     for i, (name, node) in enumerate(template.nodes.items()):
-        parent = None if node.parent == ROOT else live[node.parent]
+        parent = root_mask if node.parent == ROOT else live[node.parent]
         if node.kind == "gate":
             gate = build_gate(node.gate, node.dims)
         elif node.kind == "method":

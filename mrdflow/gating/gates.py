@@ -166,6 +166,7 @@ class PolygonGate(Gate):
     vertices: tuple[tuple[float, float], ...]
     _vx: np.ndarray = field(init=False, repr=False, compare=False)
     _vy: np.ndarray = field(init=False, repr=False, compare=False)
+    _grid: tuple = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dims", tuple(str(d) for d in self.dims))
@@ -182,12 +183,15 @@ class PolygonGate(Gate):
         arr = np.array(verts, dtype=np.float64)
         object.__setattr__(self, "_vx", np.ascontiguousarray(arr[:, 0]))
         object.__setattr__(self, "_vy", np.ascontiguousarray(arr[:, 1]))
+        grid, x0, y0, sx, sy = _kg.polygon_grid(self._vx, self._vy, _kg.POLYGON_GRID)
+        grid.setflags(write=False)
+        object.__setattr__(self, "_grid", (grid, x0, y0, sx, sy))
 
     def mask(self, events, index, parent=None, resolved=None) -> np.ndarray:
         events = _events_array(events)
         cols = _columns(self, events, index)
         out = np.empty(events.shape[0], dtype=np.bool_)
-        _kg.polygon_mask(events, cols[0], cols[1], self._vx, self._vy, _parent(self, events, parent), out)
+        _kg.polygon_mask(events, cols[0], cols[1], self._vx, self._vy, *self._grid, _parent(self, events, parent), out)
         return out
 
     def to_dict(self) -> dict[str, Any]:

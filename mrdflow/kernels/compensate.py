@@ -14,10 +14,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .transforms import transform_value
+from .transforms import HYPERLOG, LOGICLE, hyperlog_fast, logicle_fast, transform_value
 
 #: events per parallel work item
 BLOCK = 4096
+#: events per block of the fused pass (its float64 scratch block stays in L1/L2 cache)
+FUSED_BLOCK = 1024
 
 
 @njit(cache=True, parallel=True)
@@ -71,35 +73,57 @@ def unmix_into(events, cols, unmixing, out):
                 out[i, j] = acc
 
 
+@njit(cache=True, inline="always")
+def _transform_rows(src, src_col, events, dst_col, start, stop, code, p):
+    # one column of one block; the code is fixed inside the loop so the branch is hoisted out of it
+    if code == LOGICLE:
+        for i in range(start, stop):
+            events[i, dst_col] = logicle_fast(src[i - start, src_col], p)
+    elif code == HYPERLOG:
+        for i in range(start, stop):
+            events[i, dst_col] = hyperlog_fast(src[i - start, src_col], p)
+    else:
+        for i in range(start, stop):
+            events[i, dst_col] = transform_value(code, src[i - start, src_col], p)
+
+
 @njit(cache=True, parallel=True)
-def compensate_transform_inplace(events, cols, inverse, codes, params, plain_cols, plain_codes, plain_params):
+def compensate_transform_inplace(events, cols, inverse, codes, pidx, plain_cols, plain_codes, plain_pidx, params):
     """One sweep over the events: compensate and transform ``cols``, transform ``plain_cols``.
+
+    The events are processed in blocks of :data:`FUSED_BLOCK` rows that stay in cache: the block is
+    compensated into a float64 scratch block, then each column of it is transformed and written back, so
+    the event matrix is read and written once and each value is rounded to float32 once.
 
     Parameters
     ----------
     events : (n, p) float32 C-contiguous array, modified in place
     cols : (k,) int64 compensated columns, in the matrix's order (k may be 0: no compensation)
     inverse : (k, k) float64 inverse spillover
-    codes, params : (k,) int64 transform code and (k, N_PARAMS) float64 parameters of each compensated
-        column (code 0 = compensate only)
-    plain_cols, plain_codes, plain_params : the same for columns transformed without compensation
+    codes, pidx : (k,) int64 transform code of each compensated column (0 = compensate only) and the row
+        of ``params`` holding its parameters
+    plain_cols, plain_codes, plain_pidx : the same for columns transformed without compensation
+    params : (m, N_PARAMS) float64, one row per distinct transform (shared by columns, so its lookup
+        table is cached once); pass read-only arrays so they are known not to alias ``events``
     """
     n = events.shape[0]
     k = cols.shape[0]
     r = plain_cols.shape[0]
-    n_blocks = (n + BLOCK - 1) // BLOCK
+    n_blocks = (n + FUSED_BLOCK - 1) // FUSED_BLOCK
     for blk in prange(n_blocks):
-        raw = np.empty(k)
-        start = blk * BLOCK
-        stop = min(start + BLOCK, n)
+        start = blk * FUSED_BLOCK
+        stop = min(start + FUSED_BLOCK, n)
+        comp = np.empty((stop - start, k))
+        plain = np.empty((stop - start, r))
         for i in range(start, stop):
-            for j in range(k):
-                raw[j] = events[i, cols[j]]
             for j in range(k):
                 acc = 0.0
                 for m in range(k):
-                    acc += raw[m] * inverse[m, j]
-                events[i, cols[j]] = transform_value(codes[j], acc, params[j])
+                    acc += np.float64(events[i, cols[m]]) * inverse[m, j]
+                comp[i - start, j] = acc
             for j in range(r):
-                c = plain_cols[j]
-                events[i, c] = transform_value(plain_codes[j], np.float64(events[i, c]), plain_params[j])
+                plain[i - start, j] = events[i, plain_cols[j]]
+        for j in range(k):
+            _transform_rows(comp, j, events, cols[j], start, stop, codes[j], params[pidx[j]])
+        for j in range(r):
+            _transform_rows(plain, j, events, plain_cols[j], start, stop, plain_codes[j], params[plain_pidx[j]])

@@ -40,11 +40,81 @@ def rectangle_mask(events, cols, lo, hi, parent, out):
         out[i] = inside
 
 
-@njit(cache=True, parallel=True)
-def polygon_mask(events, cx, cy, vx, vy, parent, out):
-    """``out[i] = parent[i] and (events[i, cx], events[i, cy])`` inside the polygon (vx, vy)."""
-    n = events.shape[0]
+#: cells per side of a polygon's lookup grid
+POLYGON_GRID = 256
+
+
+@njit(cache=True)
+def _inside_polygon(x, y, vx, vy):
+    # exact test: boundary points inside, otherwise the even-odd crossing rule
     nv = vx.shape[0]
+    inside = False
+    for e in range(nv):
+        ay = vy[e]
+        by = vy[e + 1] if e + 1 < nv else vy[0]
+        if (y < ay and y < by) or (y > ay and y > by):
+            continue  # the edge neither spans y nor touches the point
+        ax = vx[e]
+        bx = vx[e + 1] if e + 1 < nv else vx[0]
+        cross = (bx - ax) * (y - ay) - (x - ax) * (by - ay)
+        if cross == 0.0 and min(ax, bx) <= x <= max(ax, bx):
+            return True
+        if ay <= y:
+            if y < by and cross > 0.0:  # upward edge spanning y, crossing right of the point
+                inside = not inside
+        elif by <= y and cross < 0.0:  # downward edge spanning y, crossing right of the point
+            inside = not inside
+    return inside
+
+
+@njit(cache=True)
+def polygon_grid(vx, vy, size):
+    """Lookup grid over the polygon's bounding box: 0 = cell outside, 1 = inside, 2 = near an edge.
+
+    Every cell an edge passes through, and its 8 neighbours (a margin for rounding), is marked 2; no edge
+    touches any other cell, so membership is the same everywhere in it and is taken from its centre by
+    the exact test. Returns ``(grid, x0, y0, sx, sy)`` with cell ``(int((y - y0) sy), int((x - x0) sx))``.
+    """
+    x0, x1, y0, y1 = vx.min(), vx.max(), vy.min(), vy.max()
+    grid = np.zeros((size, size), dtype=np.uint8)
+    if not (x1 > x0 and y1 > y0):
+        grid[:, :] = 2  # degenerate (zero-area) polygon: always use the exact test
+        return grid, x0, y0, 0.0, 0.0
+    sx = size / (x1 - x0)
+    sy = size / (y1 - y0)
+    nv = vx.shape[0]
+    for e in range(nv):
+        ax, ay = vx[e], vy[e]
+        bx = vx[e + 1] if e + 1 < nv else vx[0]
+        by = vy[e + 1] if e + 1 < nv else vy[0]
+        length = max(abs(bx - ax) * sx, abs(by - ay) * sy)
+        steps = int(2.0 * length) + 1  # samples at most half a cell apart
+        for k in range(steps + 1):
+            t = k / steps
+            cx = min(max(int((ax + t * (bx - ax) - x0) * sx), 0), size - 1)
+            cy = min(max(int((ay + t * (by - ay) - y0) * sy), 0), size - 1)
+            for dy in range(-1, 2):
+                for dx in range(-1, 2):
+                    jy, jx = cy + dy, cx + dx
+                    if 0 <= jy < size and 0 <= jx < size:
+                        grid[jy, jx] = 2
+    for jy in range(size):
+        for jx in range(size):
+            if grid[jy, jx] == 0:
+                if _inside_polygon(x0 + (jx + 0.5) / sx, y0 + (jy + 0.5) / sy, vx, vy):
+                    grid[jy, jx] = 1
+    return grid, x0, y0, sx, sy
+
+
+@njit(cache=True, parallel=True)
+def polygon_mask(events, cx, cy, vx, vy, grid, x0, y0, sx, sy, parent, out):
+    """``out[i] = parent[i] and (events[i, cx], events[i, cy])`` inside the polygon (vx, vy).
+
+    ``grid, x0, y0, sx, sy`` come from :func:`polygon_grid`: most events are decided by one cell lookup,
+    those in cells near an edge by the exact test.
+    """
+    n = events.shape[0]
+    size = grid.shape[0]
     use_parent = parent.shape[0] > 0
     xmin, xmax, ymin, ymax = vx.min(), vx.max(), vy.min(), vy.max()
     for i in prange(n):
@@ -53,27 +123,16 @@ def polygon_mask(events, cx, cy, vx, vy, parent, out):
             continue
         x = np.float64(events[i, cx])
         y = np.float64(events[i, cy])
-        if x < xmin or x > xmax or y < ymin or y > ymax:
+        if not (x >= xmin and x <= xmax and y >= ymin and y <= ymax):  # also False for NaN
             out[i] = False
             continue
-        inside = False
-        on_edge = False
-        for e in range(nv):
-            ax, ay = vx[e], vy[e]
-            nxt = e + 1 if e + 1 < nv else 0
-            bx, by = vx[nxt], vy[nxt]
-            cross = (bx - ax) * (y - ay) - (x - ax) * (by - ay)
-            if cross == 0.0 and min(ax, bx) <= x <= max(ax, bx) and min(ay, by) <= y <= max(ay, by):
-                on_edge = True  # boundary points are inside
-                break
-            if ay <= y:
-                if y < by and cross > 0.0:  # upward edge spanning y, crossing right of the point
-                    inside = not inside
-            elif by <= y and cross < 0.0:  # downward edge spanning y, crossing right of the point
-                inside = not inside
-        if on_edge:
-            inside = True
-        out[i] = inside
+        jx = min(int((x - x0) * sx), size - 1)
+        jy = min(int((y - y0) * sy), size - 1)
+        cell = grid[jy, jx]
+        if cell == 2:
+            out[i] = _inside_polygon(x, y, vx, vy)
+        else:
+            out[i] = cell == 1
 
 
 @njit(cache=True, parallel=True)

@@ -1,0 +1,437 @@
+"""Normal versus aberrant plasma cells, judged against each sample's own reference populations.
+
+Normal bone-marrow plasma cells (PCs) are CD19+ CD56− CD27+ CD81+ CD117− and CD38 very bright; myeloma PCs
+deviate on one or more of these markers, usually two or three (Liu, J Clin Pathol 2012: median 3 aberrancies
+in neoplastic vs 0 in normal PCs; DOMAIN.md §2.1–2.2). Two facts shape the method:
+
+* **No fixed cut-offs in transformed units.** Each marker's negative/positive boundary is placed in every
+  sample between an internal negative and an internal positive reference population of that sample (CD19:
+  T vs B cells; CD56: T vs NK cells; CD117: lymphocytes vs mast cells; CD45: NRBC vs lymphocytes; CD27/CD81:
+  non-expressers vs normal expressers; CD38: dim cells vs normal PC brightness). All distances are then in
+  units of that reference separation, so a different instrument, gain or transform gives the same calls.
+* **A clone is a population, not scattered events.** Normal PCs are heterogeneous (≈ 20 % CD19−, up to
+  ≈ 15 % CD56+, more CD19−/CD45− after therapy), so single deviating events, and even a whole subset deviating
+  on one marker, are normal. A combination of deviations is aberrant only when it holds *more events than
+  the normal heterogeneity explains*.
+
+Method
+------
+1. Boundaries: ``boundary = neg_centre + position × (pos_centre − neg_centre)`` from the reference medians
+   (``position`` 0.5, 0.7 for CD38 so that "dimmer than very bright" is caught); ``separation =
+   pos_centre − neg_centre``. A marker whose references have too few events, or do not separate by
+   ``min_reference_separation`` pooled robust SDs, is not used (and a warning says why).
+2. Each PC gets an *aberrancy pattern*: the set of markers on which it lies on the wrong side of the boundary
+   (CD19, CD27, CD81, CD38, CD45 below; CD56, CD117 above; CD138 is not judged), or — "dim"/"increased"
+   aberrancies, reported against a normal-PC reference as in Arroz 2016 — more than ``normal_pc_sd`` robust
+   SDs beyond the PCs that show the normal pattern on every marker.
+3. Normal heterogeneity model: deviations of different marker *groups* are treated as independent, with
+   odds estimated from the PCs deviating in that group only (a clone with ≥ 2 aberrant groups does not enter
+   these counts). The expected number of PCs with pattern ``S`` is ``n_none × Π_g n_{S∩g} / n_none``. CD19 and
+   CD45 form one group ("maturation"): mature normal PCs lose both, so CD19−CD45− is a normal subset, not
+   two aberrancies.
+4. A pattern with ≥ ``min_aberrancies`` (2) aberrant groups is a clone *core* when it holds ≥ ``min_cluster_events``
+   PCs, ≥ ``min_fold`` times its expected count, with a Poisson tail probability < ``alpha``, and its median
+   lies beyond each of its thresholds (by ≥ ``cluster_margin`` separations for a boundary, ≥
+   ``cluster_margin_sd`` normal-PC SDs for a dim/increased deviation).
+5. Each core is grown to the clone: PCs within ``expand_quantile`` of the core's robust ellipse (in the
+   standardised marker space, and within the matching one-marker bound on every marker) that share all but
+   at most one of its deviations — the clone events that happen to straddle one boundary — and that are
+   likelier (size-weighted diagonal Gaussian densities) to belong to the core than to the PCs of their own
+   pattern, so a large normal subset next to a small clone keeps its events. A core whose median lies inside
+   a larger clone's region (its straddling fringe, enriched too when the clone is large) joins that clone.
+
+Returns a per-event aberrant mask, a cluster label per event and a description of each aberrant cluster.
+The result is honest about its limit: a clone whose *only* deviations are normal variants (e.g. CD19−CD56+)
+is indistinguishable from the normal CD19−CD56+ subset until it outnumbers that subset ``min_fold``-fold.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+from scipy import stats
+
+from mrdflow.errors import AnalysisError
+from mrdflow.gating.pc_markers import (
+    NORMAL_PC_PATTERN,
+    MarkerBoundary,
+    MarkerReference,
+    MarkerRule,
+    marker_boundary,
+)
+
+@dataclass(frozen=True)
+class PhenotypeSettings:
+    """Settings of :func:`classify_plasma_cells` (engineering defaults, see the module docstring).
+
+    Parameters
+    ----------
+    min_reference_events
+        Events each reference population needs (20).
+    min_reference_separation
+        Reference centres must be this many pooled robust SDs apart for the marker to be used (2.0).
+    min_aberrancies
+        Deviations a clone must show (2; Liu 2012: normal PCs show 0–2, myeloma median 3).
+    min_cluster_events
+        Smallest clone core (10 events; the LOD is 20 events).
+    min_fold
+        Observed/expected count a core must reach over the normal-heterogeneity model (2.0).
+    alpha
+        Poisson tail probability a core must beat (1e-6; up to 2⁷ patterns are tested per tube, and the
+        normal-heterogeneity model is only approximate, so the bar is set well below 1e-2 / 2⁷).
+    cluster_margin
+        The core median must lie beyond each of its boundaries by this fraction of the separation (0.1).
+    cluster_margin_sd
+        For a "dim"/"increased" deviation, the core median must lie beyond its threshold by this many
+        normal-PC SDs instead (0.25).
+    min_spread
+        Floor of the core's robust SD per marker when growing it, in separations (0.1).
+    normal_pc_sd
+        A PC also deviates on a marker when it lies more than this many robust SDs of the normal-pattern PCs
+        beyond their median, toward the aberrant side (3.0): "dim"/"increased" aberrancies that do not cross
+        the reference boundary (e.g. CD38 at a third of normal-PC brightness). ``None``: boundaries only.
+    min_normal_pc_events
+        Normal-pattern PCs needed for that (50); fewer → boundaries only, with a warning.
+    min_normal_pc_spread
+        Floor of the normal-pattern PCs' robust SD, in separations (0.02).
+    expand_quantile
+        Quantile of the region the core is grown to (0.999): the χ² quantile (all used markers) bounds the
+        squared standardised distance to the core median, and the one-marker quantile bounds each marker.
+    """
+
+    min_reference_events: int = 20
+    min_reference_separation: float = 2.0
+    min_aberrancies: int = 2
+    min_cluster_events: int = 10
+    min_fold: float = 2.0
+    alpha: float = 1e-6
+    cluster_margin: float = 0.1
+    cluster_margin_sd: float = 0.25
+    min_spread: float = 0.1
+    expand_quantile: float = 0.999
+    normal_pc_sd: float | None = 3.0
+    min_normal_pc_events: int = 50
+    min_normal_pc_spread: float = 0.02
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("min_reference_events", isinstance(self.min_reference_events, int) and self.min_reference_events >= 3),
+            ("min_reference_separation", self.min_reference_separation > 0),
+            ("min_aberrancies", isinstance(self.min_aberrancies, int) and self.min_aberrancies >= 1),
+            ("min_cluster_events", isinstance(self.min_cluster_events, int) and self.min_cluster_events >= 1),
+            ("min_fold", self.min_fold >= 1),
+            ("alpha", 0 < self.alpha < 1),
+            ("cluster_margin", self.cluster_margin >= 0),
+            ("cluster_margin_sd", self.cluster_margin_sd >= 0),
+            ("min_spread", self.min_spread > 0),
+            ("expand_quantile", 0 < self.expand_quantile < 1),
+            ("normal_pc_sd", self.normal_pc_sd is None or self.normal_pc_sd > 0),
+            ("min_normal_pc_events", isinstance(self.min_normal_pc_events, int) and self.min_normal_pc_events >= 3),
+            ("min_normal_pc_spread", self.min_normal_pc_spread > 0),
+        ]
+        for name, ok in checks:
+            if not ok:
+                raise AnalysisError(f"PhenotypeSettings.{name}: invalid value {getattr(self, name)!r}")
+
+
+@dataclass(frozen=True)
+class AberrantCluster:
+    """One aberrant PC population.
+
+    ``aberrancies`` maps marker → ``"negative"`` (lost a marker normal PCs carry, e.g. CD19), ``"positive"``
+    (gained one they lack, e.g. CD56), ``"dim"`` (weaker than normal PCs without crossing the reference
+    boundary, e.g. CD38 at a third of normal brightness) or ``"increased"``. ``centre`` is the core median per used marker in
+    separations from the boundary (positive = above). ``expected_normal_events`` is what normal heterogeneity
+    alone would put in the core's pattern.
+    """
+
+    label: int
+    n_events: int
+    n_core_events: int
+    aberrancies: dict[str, str]
+    centre: dict[str, float]
+    expected_normal_events: float
+    fold: float
+    p_value: float
+    light_chain: str | None = None
+
+
+@dataclass(frozen=True)
+class PhenotypeResult:
+    """Per-event calls for one tube's plasma cells.
+
+    ``aberrant`` is a boolean mask over the PC events, ``labels`` the cluster label per event (−1 normal),
+    ``clusters`` the aberrant populations, ``boundaries`` the per-marker boundaries used. ``patterns`` is each
+    event's deviation pattern (bit ``j`` set = deviates on ``pattern_markers[j]``) and ``pattern_groups`` the
+    bit masks of the marker groups, for follow-up tests such as light-chain restriction;
+    ``pattern_directions`` says which way each bit deviates (``negative`` or ``positive``).
+    """
+
+    aberrant: np.ndarray
+    labels: np.ndarray
+    clusters: tuple[AberrantCluster, ...]
+    boundaries: dict[str, MarkerBoundary]
+    warnings: tuple[str, ...] = field(default=())
+    patterns: np.ndarray | None = None
+    pattern_markers: tuple[str, ...] = ()
+    pattern_directions: tuple[str, ...] = ()
+    pattern_groups: tuple[int, ...] = ()
+
+    @property
+    def n_aberrant(self) -> int:
+        """Events called aberrant (the per-event mask)."""
+        return int(np.count_nonzero(self.aberrant))
+
+    @property
+    def n_aberrant_estimate(self) -> float:
+        """Clone size: called events minus the normal PCs expected among light-chain-restricted subsets.
+
+        Phenotypic clusters are counted as called; a light-chain-restricted subset still holds the normal PCs
+        of its pattern that carry the same chain, and their expected number is subtracted.
+        """
+        contamination = sum(c.expected_normal_events for c in self.clusters if c.light_chain is not None)
+        return max(0.0, self.n_aberrant - contamination)
+
+
+def _pattern_expectations(counts: np.ndarray, group_masks: Sequence[int]) -> np.ndarray:
+    """Expected count of every pattern when marker groups deviate independently of each other.
+
+    Within a group, the frequency of each joint sub-pattern is taken from the data (its count relative to
+    the PCs without any deviation); across groups the odds multiply (a log-linear independence model).
+    """
+    n_none = counts[0] + 0.5
+    codes = np.arange(counts.size)
+    expected = np.full(counts.size, n_none, dtype=np.float64)
+    for mask in group_masks:
+        sub = codes & mask
+        expected *= np.where(sub == 0, 1.0, (counts[sub] + 0.5) / n_none)
+    return expected
+
+
+def _closer_to_core(
+    z: np.ndarray, code: np.ndarray, candidates: np.ndarray, n_core: int, centre: np.ndarray, spread: np.ndarray,
+    min_spread: float, iterations: int = 5,
+) -> np.ndarray:
+    """Which candidates are likelier clone members than members of the population sharing their own pattern.
+
+    A candidate near a clone but with a different pattern (e.g. a clone event that straddles one boundary, or
+    a normal CD19− PC near a CD19−CD81− clone) is compared, as a size-weighted diagonal Gaussian density,
+    with the clone core and with the rest of the PCs of its own pattern. The rest is re-estimated without the
+    events given to the clone, a few times (a two-component EM with the clone component held fixed), so a
+    pattern made mostly of clone straddlers does not pull them back.
+    """
+    keep = np.zeros(candidates.size, dtype=bool)
+    cand_z = z[candidates]
+    core_ll = -0.5 * (((cand_z - centre) / spread) ** 2).sum(axis=1) - np.log(spread).sum()
+    for c in np.unique(code[candidates]):
+        here = np.flatnonzero(code[candidates] == c)
+        group_idx = np.flatnonzero(code == c)
+        in_cand = np.isin(group_idx, candidates[here])
+        taken = np.zeros(here.size, dtype=bool)
+        for _ in range(iterations):
+            rest_mask = np.ones(group_idx.size, dtype=bool)
+            rest_mask[np.flatnonzero(in_cand)[taken]] = False
+            rest = z[group_idx[rest_mask]]
+            if rest.shape[0] < 3:
+                new_taken = np.ones(here.size, dtype=bool)
+            else:
+                g_centre = np.median(rest, axis=0)
+                g_spread = np.maximum(1.4826 * np.median(np.abs(rest - g_centre), axis=0), min_spread)
+                g_ll = (-0.5 * (((cand_z[here] - g_centre) / g_spread) ** 2).sum(axis=1)
+                        - np.log(g_spread).sum() + math.log(rest.shape[0]))
+                new_taken = core_ll[here] + math.log(n_core + taken.sum()) > g_ll
+            if np.array_equal(new_taken, taken):
+                break
+            taken = new_taken
+        keep[here] = taken
+    return keep
+
+
+def classify_plasma_cells(
+    pc_events: np.ndarray,
+    markers: Sequence[str],
+    references: Mapping[str, MarkerReference],
+    rules: Mapping[str, MarkerRule] = NORMAL_PC_PATTERN,
+    settings: PhenotypeSettings = PhenotypeSettings(),
+) -> PhenotypeResult:
+    """Call the aberrant (clonal) plasma cells of one tube.
+
+    Parameters
+    ----------
+    pc_events
+        (n_pc, n_markers) transformed values of the plasma-cell events (float32; not modified).
+    markers
+        Marker name of each column (e.g. ``["CD19", "CD56", "CD27", "CD81", "CD117", "CD38", "CD45"]``).
+    references
+        Marker → its negative/positive reference populations from the same sample. Judged markers without a
+        reference are not used (a warning says so).
+    rules
+        Marker → expected normal-PC expression; markers absent from ``rules`` are not judged.
+    settings
+        Thresholds of the clone test.
+
+    Returns
+    -------
+    PhenotypeResult
+        Aberrant mask, cluster labels, cluster descriptions, boundaries and warnings.
+    """
+    if not isinstance(pc_events, np.ndarray) or pc_events.ndim != 2:
+        raise AnalysisError(f"classify_plasma_cells: expected a 2-D (events × markers) array, found "
+                            f"{type(pc_events).__name__} with shape {getattr(pc_events, 'shape', None)}")
+    if pc_events.dtype.kind != "f":
+        raise AnalysisError(f"classify_plasma_cells: expected float32 transformed values, found {pc_events.dtype}")
+    markers = [str(m) for m in markers]
+    if len(markers) != pc_events.shape[1]:
+        raise AnalysisError(f"classify_plasma_cells: {len(markers)} marker names for {pc_events.shape[1]} columns")
+    if len(set(m.upper() for m in markers)) != len(markers):
+        raise AnalysisError(f"classify_plasma_cells: marker names must be unique, found {markers}")
+    unknown = [m for m in references if m not in markers]
+    if unknown:
+        raise AnalysisError(f"classify_plasma_cells: references given for markers not in the PC matrix: {unknown}")
+
+    n = pc_events.shape[0]
+    warnings: list[str] = []
+    boundaries: dict[str, MarkerBoundary] = {}
+    judged: list[tuple[int, MarkerBoundary]] = []  # (column, boundary) of markers with an expectation
+    used: list[tuple[int, MarkerBoundary]] = []  # every usable referenced marker (distance space)
+    for col, marker in enumerate(markers):
+        rule = rules.get(marker)
+        if marker not in references:
+            if rule is not None and rule.expected != "any":
+                warnings.append(f"{marker}: no reference populations given; marker not judged")
+            continue
+        b = marker_boundary(marker, rule or MarkerRule("any"), references[marker],
+                            min_events=settings.min_reference_events,
+                            min_separation=settings.min_reference_separation)
+        boundaries[marker] = b
+        if not b.usable:
+            warnings.append(b.reason)
+            continue
+        used.append((col, b))
+        if b.expected != "any":
+            judged.append((col, b))
+
+    aberrant = np.zeros(n, dtype=bool)
+    labels = np.full(n, -1, dtype=np.int32)
+    if n == 0 or len(judged) < settings.min_aberrancies:
+        if n and len(judged) < settings.min_aberrancies:
+            warnings.append(f"only {len(judged)} judged markers usable, {settings.min_aberrancies} needed; "
+                            "no aberrant call possible")
+        return PhenotypeResult(aberrant, labels, (), boundaries, tuple(warnings))
+
+    # standardised coordinates: separations from the boundary, positive = above
+    z = np.empty((n, len(used)), dtype=np.float32)
+    for j, (col, b) in enumerate(used):
+        z[:, j] = (pc_events[:, col] - b.boundary) / b.separation
+    used_pos = {b.marker: j for j, (_, b) in enumerate(used)}
+    k = len(judged)
+    # deviation toward the aberrant side, per judged marker
+    dev = np.empty((n, k), dtype=np.float32)
+    for j, (_, b) in enumerate(judged):
+        zj = z[:, used_pos[b.marker]]
+        dev[:, j] = -zj if b.expected == "pos" else zj
+    strong = dev
+    # "dim/increased vs the normal PCs": beyond normal_pc_sd robust SDs of the PCs showing the normal pattern,
+    # measured in those SDs (weak > 0 means beyond)
+    weak = np.full_like(strong, -np.inf)
+    normal_like = ~(strong > 0).any(axis=1)
+    if settings.normal_pc_sd is not None and np.count_nonzero(normal_like) >= settings.min_normal_pc_events:
+        ref = strong[normal_like]
+        centre = np.median(ref, axis=0)
+        spread = np.maximum(1.4826 * np.median(np.abs(ref - centre), axis=0), settings.min_normal_pc_spread)
+        weak = (strong - centre) / spread - settings.normal_pc_sd
+    elif settings.normal_pc_sd is not None:
+        warnings.append(f"only {int(np.count_nonzero(normal_like))} PCs show the normal pattern "
+                        f"({settings.min_normal_pc_events} needed): deviations judged against the reference "
+                        "boundaries only")
+    dev = (strong > 0) | (weak > 0)
+    code = (dev.astype(np.int64) << np.arange(k)[None, :]).sum(axis=1)
+    counts = np.bincount(code, minlength=1 << k)
+    group_of = [(rules.get(b.marker) or MarkerRule("any")).group or f"_{b.marker}" for _, b in judged]
+    group_masks = [sum(1 << j for j in range(k) if group_of[j] == g) for g in dict.fromkeys(group_of)]
+    expected = _pattern_expectations(counts, group_masks)
+    # aberrancies of a pattern = number of marker groups it touches
+    popcount = np.array([sum(1 for m in group_masks if c & m) for c in range(1 << k)])
+
+    cores = []
+    for c in np.flatnonzero((popcount >= settings.min_aberrancies) & (counts >= settings.min_cluster_events)):
+        obs, exp = int(counts[c]), float(expected[c])
+        p = float(stats.poisson.sf(obs - 1, exp))
+        if obs < settings.min_fold * exp or p >= settings.alpha:
+            continue
+        members = np.flatnonzero(code == c)
+        pattern = [j for j in range(k) if c >> j & 1]
+        beyond = ((np.median(strong[members][:, pattern], axis=0) >= settings.cluster_margin)
+                  | (np.median(weak[members][:, pattern], axis=0) >= settings.cluster_margin_sd))
+        if not beyond.all():
+            continue  # a smear across a threshold, not a population beyond it
+        cores.append((c, members, pattern, obs, exp, p))
+    pattern_info = dict(patterns=code, pattern_markers=tuple(b.marker for _, b in judged),
+                        pattern_directions=tuple("negative" if b.expected == "pos" else "positive"
+                                                 for _, b in judged),
+                        pattern_groups=tuple(group_masks))
+    if not cores:
+        return PhenotypeResult(aberrant, labels, (), boundaries, tuple(warnings), **pattern_info)
+
+    # grow each core into its clone; an event joins the core it is closest to
+    limit = float(stats.chi2.ppf(settings.expand_quantile, df=len(used)))
+    limit_1d = float(stats.chi2.ppf(settings.expand_quantile, df=1))
+    best = np.full(n, np.inf)
+    regions: list[tuple[np.ndarray, np.ndarray]] = []  # (centre, spread) per cluster label
+    clusters: list[dict] = []
+    for c, members, pattern, obs, exp, p in sorted(cores, key=lambda t: -t[3]):
+        core_z = z[members]
+        centre = np.median(core_z, axis=0)
+        spread = np.maximum(1.4826 * np.median(np.abs(core_z - centre), axis=0), settings.min_spread)
+        label = len(regions)
+        for existing, (e_centre, e_spread) in enumerate(regions):
+            sq_c = ((centre - e_centre) / e_spread) ** 2
+            if sq_c.sum() <= limit and sq_c.max() <= limit_1d:
+                label = existing  # the straddling fringe of a larger clone, not a clone of its own
+                break
+        sq = ((z - centre) / spread) ** 2
+        d2 = sq.sum(axis=1)
+        shared = ((code & c)[:, None] >> np.array(pattern)[None, :] & 1).sum(axis=1)
+        member = (d2 <= limit) & (sq.max(axis=1) <= limit_1d) & (shared >= len(pattern) - 1)
+        member[members] = False
+        member[np.flatnonzero(member)] = _closer_to_core(z, code, np.flatnonzero(member), obs, centre, spread,
+                                                         settings.min_spread)
+        member[members] = True
+        d2[members] = 0.0
+        take = member & (d2 < best)
+        best[take] = d2[take]
+        labels[take] = label
+        if label < len(regions):
+            clusters[label]["n_core_events"] += obs
+            continue
+        regions.append((centre, spread))
+        crossed = np.median(strong[members][:, pattern], axis=0) > 0
+        aberr = {
+            judged[j][1].marker: (("negative" if judged[j][1].expected == "pos" else "positive") if crossed[i]
+                                  else ("dim" if judged[j][1].expected == "pos" else "increased"))
+            for i, j in enumerate(pattern)
+        }
+        clusters.append(dict(label=label, n_core_events=obs, aberrancies=aberr,
+                             centre={b.marker: float(centre[j]) for j, (_, b) in enumerate(used)},
+                             expected_normal_events=exp, fold=obs / exp if exp > 0 else math.inf, p_value=p))
+    aberrant = labels >= 0
+    described = tuple(
+        AberrantCluster(n_events=int(np.count_nonzero(labels == d["label"])), **d) for d in clusters
+    )
+    return PhenotypeResult(aberrant, labels, described, boundaries, tuple(warnings), **pattern_info)
+
+
+__all__ = [
+    "MarkerRule",
+    "MarkerReference",
+    "MarkerBoundary",
+    "PhenotypeSettings",
+    "AberrantCluster",
+    "PhenotypeResult",
+    "NORMAL_PC_PATTERN",
+    "marker_boundary",
+    "classify_plasma_cells",
+]

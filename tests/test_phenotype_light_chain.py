@@ -1,0 +1,67 @@
+"""Light-chain-restricted PC subsets: a clone hidden in a normal subset is found by its single light chain."""
+
+import numpy as np
+import pytest
+
+from mrdflow.errors import AnalysisError
+from mrdflow.gating.light_chain import KAPPA, LAMBDA, LightChainSettings, light_chain_restricted
+from mrdflow.gating.phenotype import classify_plasma_cells
+
+from test_phenotype import MARKERS, SD, normal_pcs, references
+
+TUBE2 = ["CD19", "CD56", "CD27", "CD38", "CD45"]  # NGF tube 2 has no CD81/CD117
+
+
+def tube2_sample(seed, n_normal, n_clone, *, kappa_share=0.62):
+    """Normal PCs (polytypic) plus a lambda clone that in tube 2 differs from normal PCs by CD19 loss only."""
+    rng = np.random.default_rng(seed)
+    normal = normal_pcs(rng, n_normal)
+    clone = normal_pcs(rng, n_clone)
+    clone[:, MARKERS.index("CD19")] = rng.normal(0.7, SD, n_clone)
+    clone[:, MARKERS.index("CD45")] = rng.normal(2.3, SD, n_clone)  # CD45-positive clone
+    x = np.concatenate([normal, clone])[:, [MARKERS.index(m) for m in TUBE2]].astype(np.float32)
+    chain = np.r_[np.where(rng.random(n_normal) < kappa_share, KAPPA, LAMBDA), np.full(n_clone, LAMBDA)]
+    truth = np.r_[np.zeros(n_normal, bool), np.ones(n_clone, bool)]
+    refs = {m: r for m, r in references(rng).items() if m in TUBE2}
+    return x, chain, truth, refs
+
+
+@pytest.mark.parametrize("n_clone", [300, 1000])
+def test_a_clone_with_one_aberrancy_is_found_by_its_light_chain(n_clone):
+    x, chain, truth, refs = tube2_sample(1, 5000, n_clone)
+    phen = classify_plasma_cells(x, TUBE2, refs)
+    assert phen.n_aberrant == 0  # CD19 loss alone is a normal variant
+    result = light_chain_restricted(phen, chain)
+    recall = np.count_nonzero(result.aberrant & truth) / truth.sum()
+    assert recall >= 0.95
+    # the clone's own CD56+ events (it inherits the normal 15 %) form a second lambda subset
+    assert {c.light_chain for c in result.clusters} == {"lambda"}
+    assert all(c.aberrancies["CD19"] == "negative" for c in result.clusters)
+    assert max(result.clusters, key=lambda c: c.n_events).aberrancies == {"CD19": "negative"}
+    # the called set also holds the normal lambda CD19- PCs; the estimate removes them
+    assert abs(result.n_aberrant_estimate - n_clone) <= 0.15 * n_clone
+    assert result.n_aberrant > n_clone
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_polytypic_normal_marrow_gets_no_call(seed):
+    x, chain, _, refs = tube2_sample(10 + seed, 8000, 0)
+    result = light_chain_restricted(classify_plasma_cells(x, TUBE2, refs), chain)
+    assert result.n_aberrant == 0 and result.clusters == ()
+
+
+def test_too_small_polytypic_reference_is_a_warning():
+    x, chain, _, refs = tube2_sample(20, 60, 30)
+    result = light_chain_restricted(classify_plasma_cells(x, TUBE2, refs), chain)
+    assert result.n_aberrant == 0 and any("polytypic reference" in w for w in result.warnings)
+
+
+def test_bad_light_chain_codes_are_errors():
+    x, chain, _, refs = tube2_sample(21, 200, 0)
+    phen = classify_plasma_cells(x, TUBE2, refs)
+    with pytest.raises(AnalysisError, match="one code per PC event"):
+        light_chain_restricted(phen, chain[:-1])
+    with pytest.raises(AnalysisError, match="integer codes"):
+        light_chain_restricted(phen, np.full(len(chain), 3))
+    with pytest.raises(AnalysisError, match="min_reference_cells"):
+        LightChainSettings(min_reference_cells=1)
