@@ -16,6 +16,9 @@ __all__ = ["TMP_MARKER", "atomic_write_bytes", "atomic_write_text", "remove_stal
 #: part of every temporary file name we create (``.<name>.mrdflow-tmp-XXXX``)
 TMP_MARKER = ".mrdflow-tmp-"
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     """Write ``data`` to ``path`` atomically (fsync'd temporary in the same folder, then rename)."""
@@ -23,6 +26,7 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TMP_MARKER}", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; outputs get the usual permissions
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

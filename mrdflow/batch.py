@@ -159,11 +159,10 @@ def analyze_task(task: SampleTask) -> SampleOutcome:
             sha[tube] = sha256_file(path)
         key = input_key(sha, task.config_sha256)
         panel = _load_panel_once(task.panel_path, task.config_sha256.get("panel"))
-        from mrdflow.panel_files import SampleFiles
         from mrdflow.pipeline import analyze_sample
 
-        result = analyze_sample(SampleFiles(task.sample_id, {t: Path(p) for t, p in task.tubes.items()}), panel,
-                                sample_id=task.sample_id, plot_data=task.report_path is not None)
+        result = analyze_sample([Path(p) for p in task.tubes.values()], panel, sample_id=task.sample_id,
+                                plot_data=task.report_path is not None)
     except MrdflowError as exc:
         result = SampleResult.failed(task.sample_id, files, str(exc))
     except OSError as exc:

@@ -105,6 +105,19 @@ def _details_rows(details: Mapping[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
+def _attach_pc_labels(tube, roles: dict[str, list[str]]) -> None:
+    """The pipeline labels plasma cells ``normal_pc`` / ``aberrant_pc`` (not template populations): give those
+    labels their role and hang them under the plasma-cell population so membership and colours follow."""
+    pcs = roles.get("plasma_cell", [])
+    for role in ("normal_pc", "aberrant_pc"):
+        if role in tube.label_names and role not in tube.parents:
+            roles.setdefault(role, [])
+            if role not in roles[role]:
+                roles[role].append(role)
+            if pcs:
+                tube.parents[role] = pcs[0]
+
+
 def render_sample_report(result: SampleResult, files: Sequence[Mapping[str, Any]], *,
                          roles: Mapping[str, Sequence[str]] | None = None, input_key: str | None = None,
                          generated: str | None = None) -> str:
@@ -119,9 +132,10 @@ def render_sample_report(result: SampleResult, files: Sequence[Mapping[str, Any]
     """
     from mrdflow.report.plots import Membership, gating_plots, light_chain_plot, phenotype_plots, time_plot
 
-    roles = roles or {}
+    roles = {k: list(v) for k, v in (roles or {}).items()}
     tubes = []
     for tube in result.plots:
+        _attach_pc_labels(tube, roles)
         membership = Membership(tube)
         images = {"gating": gating_plots(tube, membership),
                   "phenotype": phenotype_plots(tube, roles, membership)}

@@ -149,8 +149,9 @@ def _draw_gate(ax, gate: Mapping[str, Any], dims: Sequence[str], label: str, col
         for v in (gate["min"][0], gate["max"][0]):
             if v is not None:
                 ax.axvline(float(v), color=colour, linewidth=1.4, linestyle=style["linestyle"])
-        ax.text((max(lo, xlim[0]) + min(hi, xlim[1])) / 2, ax.get_ylim()[1] * 0.92, label, color=colour,
-                ha="center", va="top", fontsize=7)
+        x_mid = (min(max(lo, xlim[0]), xlim[1]) + max(min(hi, xlim[1]), xlim[0])) / 2
+        ax.text(x_mid, ax.get_ylim()[1] * 0.92, label, color=colour, ha="center", va="top", fontsize=7,
+                clip_on=True)
         return True
     if len(dims) != 2:
         return False
@@ -189,6 +190,9 @@ def _draw_gate(ax, gate: Mapping[str, Any], dims: Sequence[str], label: str, col
         return True
     else:
         return False
+    # the label goes inside the visible area even when the gate reaches far beyond it (open-ended gates)
+    cx = min(max(float(cx), xlim[0]), xlim[1])
+    cy = min(max(float(cy), ylim[0]), ylim[1])
     ax.text(cx, cy, label, color=colour, fontsize=7, ha="center", va="center",
             bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.7}, clip_on=True)
     return True
@@ -206,32 +210,41 @@ def gating_plots(tube: TubePlotData, membership: Membership | None = None, *, ma
         steps.setdefault((tube.parents.get(pop, ""), dims), []).append(pop)
     images = []
     for (parent, dims), pops in list(steps.items())[:max_plots]:
-        m = membership.mask(parent)
-        fig, ax = _figure()
-        x = tube.events[m, _column(tube, dims[0])]
-        xlim = _limits(x)
-        if len(dims) == 1:
-            ax.hist(x[np.isfinite(x)], bins=_BINS, range=xlim, color="#555555", histtype="stepfilled")
-            ax.set_xlim(*xlim)
-            ylim = ax.get_ylim()
-            ax.set_ylabel("events")
-        else:
-            y = tube.events[m, _column(tube, dims[1])]
-            ylim = _limits(y)
-            _density(ax, x, y, xlim, ylim)
-            ax.set_ylabel(dims[1])
-        ax.set_xlabel(dims[0])
-        drawn = [p for i, p in enumerate(pops)
-                 if _draw_gate(ax, tube.gates[p], dims, p, _GATE_COLOURS[i % len(_GATE_COLOURS)], xlim, ylim)]
-        parent_name = parent or "all events"
-        ax.set_title(f"{parent_name} ({int(m.sum())})", fontsize=8)
-        counts = ", ".join(f"{p}: {int(membership.mask(p).sum())}" for p in pops)
-        not_drawn = [p for p in pops if p not in drawn]
-        caption = f"Gate(s) on {parent_name}, {' vs '.join(dims)}; plotted events per population: {counts}"
-        if not_drawn:
-            caption += f" (not drawable here: {', '.join(not_drawn)})"
-        images.append(Image(f"{tube.tube}: {', '.join(pops)}", caption, _png(fig)))
+        try:
+            images.append(_gating_step(tube, membership, parent, dims, pops))
+        except Exception as exc:  # noqa: BLE001 - one figure that cannot be drawn must not cost the report
+            images.append(Image(f"{tube.tube}: {', '.join(pops)}", f"figure could not be drawn "
+                                f"({type(exc).__name__}: {exc})", ""))
     return images
+
+
+def _gating_step(tube: TubePlotData, membership: Membership, parent: str, dims: tuple[str, ...],
+                 pops: list[str]) -> Image:
+    m = membership.mask(parent)
+    fig, ax = _figure()
+    x = tube.events[m, _column(tube, dims[0])]
+    xlim = _limits(x)
+    if len(dims) == 1:
+        ax.hist(x[np.isfinite(x)], bins=_BINS, range=xlim, color="#555555", histtype="stepfilled")
+        ax.set_xlim(*xlim)
+        ylim = ax.get_ylim()
+        ax.set_ylabel("events")
+    else:
+        y = tube.events[m, _column(tube, dims[1])]
+        ylim = _limits(y)
+        _density(ax, x, y, xlim, ylim)
+        ax.set_ylabel(dims[1])
+    ax.set_xlabel(dims[0])
+    drawn = [p for i, p in enumerate(pops)
+             if _draw_gate(ax, tube.gates[p], dims, p, _GATE_COLOURS[i % len(_GATE_COLOURS)], xlim, ylim)]
+    parent_name = parent or "all events"
+    ax.set_title(f"{parent_name} ({int(m.sum())})", fontsize=8)
+    counts = ", ".join(f"{p}: {int(membership.mask(p).sum())}" for p in pops)
+    not_drawn = [p for p in pops if p not in drawn]
+    caption = f"Gate(s) on {parent_name}, {' vs '.join(dims)}; plotted events per population: {counts}"
+    if not_drawn:
+        caption += f" (not drawable here: {', '.join(not_drawn)})"
+    return Image(f"{tube.tube}: {', '.join(pops)}", caption, _png(fig))
 
 
 def _pc_groups(membership: Membership, roles: Mapping[str, Sequence[str]]) -> tuple[np.ndarray, np.ndarray,
