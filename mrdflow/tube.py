@@ -140,5 +140,30 @@ def prepare_tube(panel: Panel, tube: str, fcs: Any, template: Template) -> TubeS
     from mrdflow.scaling import scale_events
 
     setup = check_tube(panel, tube, fcs, template)
+    require_finite(fcs)
     scale_events(fcs.events, [c.name for c in fcs.channels], setup.spillover, setup.transforms)
     return setup
+
+
+def require_finite(fcs: Any) -> None:
+    """Raise :class:`~mrdflow.errors.FcsError` when the events hold NaN or ±inf (corrupt DATA): compensation
+    would spread them to every channel and gates would silently drop the events.
+
+    One pass over the events (a column sum, in which NaN/inf propagate); the exact search runs only on a
+    column whose sum is not finite.
+    """
+    from mrdflow.errors import FcsError
+
+    events = fcs.events
+    if events.size == 0:
+        return
+    with np.errstate(all="ignore"):
+        sums = events.sum(axis=0, dtype=np.float64)
+    for j in np.flatnonzero(~np.isfinite(sums)):
+        bad = np.flatnonzero(~np.isfinite(events[:, j]))
+        if bad.size:
+            ch = fcs.channels[j]
+            name = f"{ch.name} ({ch.marker})" if getattr(ch, "marker", None) else ch.name
+            raise FcsError(getattr(fcs, "path", "<file>"),
+                           f"DATA holds {bad.size} non-finite value(s) (NaN or ±inf) in channel {name}, first at "
+                           f"event {int(bad[0]) + 1}; expected finite numbers in every event (corrupt file?)")

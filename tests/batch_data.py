@@ -52,3 +52,75 @@ def sample_result(sample_id: str = "S1", *, status: str = "NEGATIVE", plots: boo
                  "per_tube": {"tube1": {"evaluable": 5_000_000}}},
         plots=[plot_data("tube1", seed=1), plot_data("tube2", seed=2)] if plots else [],
     )
+
+
+# ------------------------------------------------------------------------------------------------------------
+# small batches of real files (copies and corrupted variants of the bundled sample_fcs/ demo)
+# ------------------------------------------------------------------------------------------------------------
+import shutil  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_FCS = REPO / "sample_fcs"
+TEMPLATE = REPO / "gating_templates" / "euroflow_ngf.yaml"
+DEMO_PANEL = REPO / "panels" / "demo.yaml"
+_KEEP_KEYWORDS = ("$SRC", "TUBE NAME", "$CYT", "$TIMESTEP", "$DATE", "$BTIM", "$ETIM")
+
+
+def write_panel(folder: Path, *, store: Path | None = None) -> Path:
+    """The demo panel, pointed at ``folder/fcs/*.fcs`` and the repository's NGF template."""
+    import yaml
+
+    doc = yaml.safe_load(DEMO_PANEL.read_text())
+    doc.update(files="fcs/*.fcs", template=str(TEMPLATE), output_dir="out")
+    if store is not None:
+        doc["store"] = str(store)
+    path = folder / "panel.yaml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def copy_sample(src_id: str, dst_id: str, fcs_dir: Path) -> None:
+    fcs_dir.mkdir(parents=True, exist_ok=True)
+    for t in ("T1", "T2"):
+        shutil.copyfile(SAMPLE_FCS / f"{src_id}_{t}.fcs", fcs_dir / f"{dst_id}_{t}.fcs")
+
+
+def rewrite(src: Path, dst: Path, *, events=None, markers=None, spillover="keep", keywords=None) -> Path:
+    """Re-write an FCS file with some part replaced (events, $PnS markers, spillover, keywords)."""
+    from mrdflow.fcs import read_fcs, write_fcs
+
+    fcs = read_fcs(src)
+    kw = {k: str(fcs.keywords[k]) for k in _KEEP_KEYWORDS if k in fcs.keywords}
+    kw.update(keywords or {})
+    return write_fcs(dst, fcs.events if events is None else events, [c.name for c in fcs.channels],
+                     markers=markers if markers is not None else [c.marker for c in fcs.channels],
+                     spillover=fcs.spillover if spillover == "keep" else spillover, keywords=kw,
+                     ranges=[c.range for c in fcs.channels])
+
+
+def make_broken_samples(fcs_dir: Path, base: str = "DEMO01") -> dict[str, str]:
+    """Five samples, each with one broken tube-1 file; returns sample id → the kind of damage."""
+    import numpy as np
+
+    from mrdflow.fcs import read_fcs
+
+    fcs_dir.mkdir(parents=True, exist_ok=True)
+    src = SAMPLE_FCS / f"{base}_T1.fcs"
+    for sid in ("BADTRUNC", "BADNOTFCS", "BADMARKER", "BADNAN", "BADSPILL"):
+        shutil.copyfile(SAMPLE_FCS / f"{base}_T2.fcs", fcs_dir / f"{sid}_T2.fcs")
+    data = src.read_bytes()
+    (fcs_dir / "BADTRUNC_T1.fcs").write_bytes(data[: len(data) * 2 // 3])
+    (fcs_dir / "BADNOTFCS_T1.fcs").write_text("sample,CD38,CD138\n1,2,3\n")
+    fcs = read_fcs(src)
+    markers = [("CD99" if c.marker == "CD19" else c.marker) for c in fcs.channels]
+    rewrite(src, fcs_dir / "BADMARKER_T1.fcs", markers=markers)
+    events = fcs.events.copy()
+    events[100:110, 6] = np.nan
+    rewrite(src, fcs_dir / "BADNAN_T1.fcs", events=events)
+    m = fcs.spillover.matrix.copy()
+    m[1] = m[0]  # two fluorochromes spilling identically: singular
+    text = ",".join([str(len(m)), *fcs.spillover.channels, *(repr(float(v)) for v in m.ravel())])
+    rewrite(src, fcs_dir / "BADSPILL_T1.fcs", spillover=None, keywords={"SPILL": text})
+    return {"BADTRUNC": "truncated", "BADNOTFCS": "not FCS", "BADMARKER": "missing marker", "BADNAN": "NaN",
+            "BADSPILL": "singular spillover"}
