@@ -57,7 +57,9 @@ def _png(fig: Figure) -> str:
 
 
 def _figure() -> tuple[Figure, Any]:
-    fig = Figure(figsize=_FIGSIZE, layout="constrained")
+    # fixed margins: a layout engine would draw every figure twice
+    fig = Figure(figsize=_FIGSIZE)
+    fig.subplots_adjust(left=0.2, bottom=0.16, right=0.96, top=0.9)
     return fig, fig.add_subplot()
 
 
@@ -265,7 +267,8 @@ def _scatter_groups(ax, tube, cols, groups, labels, colours, sizes) -> None:
 
 def phenotype_plots(tube: TubePlotData, roles: Mapping[str, Sequence[str]], membership: Membership | None = None,
                     pairs: Sequence[tuple[str, str]] = KEY_MARKER_PAIRS) -> list[Image]:
-    """Plasma cells coloured normal (green) vs aberrant (red) over the evaluable cells (grey) on marker pairs."""
+    """Plasma cells coloured normal (green) vs aberrant (red) over the other evaluable cells (grey density) on
+    the key marker pairs."""
     if not roles.get("normal_pc") and not roles.get("aberrant_pc"):
         return []
     membership = membership or Membership(tube)
@@ -276,13 +279,21 @@ def phenotype_plots(tube: TubePlotData, roles: Mapping[str, Sequence[str]], memb
         if ca is None or cb is None:
             continue
         fig, ax = _figure()
-        _scatter_groups(ax, tube, (ca, cb), (background, normal, aberrant), ("other cells", "normal PC", "aberrant PC"),
-                        (BACKGROUND_COLOUR, NORMAL_COLOUR, ABERRANT_COLOUR), (1, 4, 4))
-        ax.set_xlim(*_limits(tube.events[:, ca]))
-        ax.set_ylim(*_limits(tube.events[:, cb]))
+        xlim, ylim = _limits(tube.events[:, ca]), _limits(tube.events[:, cb])
+        # the other cells as a grey density (fast, and the coloured plasma cells stay visible on top)
+        h, xe, ye = np.histogram2d(tube.events[background, ca], tube.events[background, cb], bins=_BINS,
+                                   range=[xlim, ylim])
+        h = np.ma.masked_equal(h.T, 0)
+        if h.count():
+            ax.pcolormesh(xe, ye, h, cmap="Greys", norm=LogNorm(vmin=0.5, vmax=max(float(h.max()) * 4, 2.0)),
+                          rasterized=True)
+        _scatter_groups(ax, tube, (ca, cb), (normal, aberrant), ("normal PC", "aberrant PC"),
+                        (NORMAL_COLOUR, ABERRANT_COLOUR), (4, 4))
+        ax.set_xlim(*xlim)
+        ax.set_ylim(*ylim)
         ax.set_xlabel(a)
         ax.set_ylabel(b)
-        ax.legend(fontsize=6, loc="best", markerscale=3)
+        ax.legend(fontsize=6, loc="upper left", markerscale=3, framealpha=0.7)
         images.append(Image(f"{tube.tube}: plasma cells, {a} vs {b}",
                             f"Normal ({int(normal.sum())}) and aberrant ({int(aberrant.sum())}) plasma cells among "
                             "the plotted events", _png(fig)))
@@ -309,7 +320,7 @@ def light_chain_plot(tube: TubePlotData, roles: Mapping[str, Sequence[str]],
     ax.set_ylim(*_limits(tube.events[sel, cl] if sel.any() else tube.events[:, cl]))
     ax.set_xlabel(KAPPA)
     ax.set_ylabel(LAMBDA)
-    ax.legend(fontsize=6, loc="best", markerscale=2)
+    ax.legend(fontsize=6, loc="upper left", markerscale=2, framealpha=0.7)
     return Image(f"{tube.tube}: κ vs λ", "Cytoplasmic light chains of the plasma cells (a clonal population sits "
                  "on one axis)", _png(fig))
 
@@ -328,7 +339,8 @@ def time_plot(tube: TubePlotData) -> Image | None:
     rate = _trace_array(trace, "bin_rate", "rate", "rates", "flow_rate")
     if start is None or rate is None or start.size == 0 or start.size != rate.size:
         return None
-    fig = Figure(figsize=(7.0, 2.4), layout="constrained")
+    fig = Figure(figsize=(7.0, 2.4))
+    fig.subplots_adjust(left=0.1, bottom=0.2, right=0.98, top=0.95)
     ax = fig.add_subplot()
     ax.step(start, rate, where="post", color="#1f77b4", linewidth=1)
     excluded = trace.get("excluded_ranges") or trace.get("excluded") or []
