@@ -461,8 +461,9 @@ def _execute(tasks: list[SampleTask], record: Callable[[SampleOutcome], None], *
     cluster = None
     if scheduler is not None:
         client = Client(scheduler, timeout="30s")
-        info = {"mode": "scheduler", "address": scheduler,
-                "workers": len(client.scheduler_info(n_workers=-1).get("workers", {}))}
+        sched = client.scheduler_info(n_workers=-1)
+        info = {"mode": "scheduler", "address": scheduler, "workers": len(sched.get("workers", {}))}
+        has_dashboard = "dashboard" in sched.get("services", {})
     else:
         n = workers if workers is not None else default_worker_count(len(tasks))
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -472,10 +473,11 @@ def _execute(tasks: list[SampleTask], record: Callable[[SampleOutcome], None], *
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
                                env=env, silence_logs=40)
         client = Client(cluster)
+        has_dashboard = True
         info = {"mode": "local", "workers": n, "threads_per_worker": 1, "numba_threads": numba_threads}
     try:
         try:
-            link = client.dashboard_link
+            link = client.dashboard_link if has_dashboard else None
         except Exception:  # noqa: BLE001 - no dashboard (bokeh missing) is not an error
             link = None
         if link:
