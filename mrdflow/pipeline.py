@@ -198,8 +198,13 @@ def _analyze_tube(panel: Panel, template, tube: str, path: Path, *, plot_data: b
     n_kept = int(np.count_nonzero(keep))
     n_eval = role_count("evaluable")
     steps = {"acquired": n, "time_removed": n - n_kept}
-    n_margin_ok = role_count("margin_ok")
-    n_singlet = role_count("singlet")
+    def step_count(role: str) -> int | None:
+        """Events left after a QC step: the deepest population with that role (steps may be gated in stages)."""
+        names = tmpl.by_role(role)
+        return res.counts[max(names, key=lambda x: tmpl.nodes[x].depth)] if names else None
+
+    n_margin_ok = step_count("margin_ok")
+    n_singlet = step_count("singlet")
     after_margin = n_kept if n_margin_ok is None else n_margin_ok
     after_singlet = after_margin if n_singlet is None else n_singlet
     steps["margin"] = n_kept - after_margin
