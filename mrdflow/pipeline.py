@@ -264,7 +264,7 @@ def _analyze_tube(panel: Panel, template, tube: str, path: Path, *, plot_data: b
         "time_qc": _time_details(tq),
         "phenotype": _phenotype_details(pheno, ref_sources),
         "dropped_populations": setup.dropped,
-        "warnings": warnings + ref_warnings + list(pheno.warnings),
+        "warnings": warnings + list(res.warnings) + ref_warnings + list(pheno.warnings),
         "spillover": None if setup.spillover is None else setup.spillover.source,
     }
     plot = _plot_data(tube, fcs, res, pc_idx, aberrant, tq, seed) if plot_data else None

@@ -45,7 +45,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from mrdflow.errors import MrdflowError  # noqa: E402
 from mrdflow.panel import load_panel  # noqa: E402
+from mrdflow.result import SampleResult  # noqa: E402
 from mrdflow.pipeline import analyze_sample_tubes  # noqa: E402
 from mrdflow.simulate import build_scenario, simulate_sample  # noqa: E402
 
@@ -90,17 +92,25 @@ def run_sample(plan, out: Path, seed: int, scenario: str, panel, keep: bool) -> 
         files = simulate_sample(plan, out, seed, scenario)
         files = sorted(Path(f) for f in files if str(f).endswith(".fcs"))
     t1 = time.perf_counter()
-    result, tubes = analyze_sample_tubes(files, panel, sample_id=plan.sample_id)
+    try:
+        result, tubes = analyze_sample_tubes(files, panel, sample_id=plan.sample_id)
+    except MrdflowError as exc:  # a failed sample is a failed row, as in a batch run
+        result, tubes = SampleResult.failed(plan.sample_id, [str(f) for f in files], str(exc)), []
+        print(f"    {plan.sample_id}: FAILED: {exc}", flush=True)
     t2 = time.perf_counter()
     truth = truth_of(out, plan.sample_id, tubes)
+    if not result.ok:
+        truth["f1"] = math.nan
     row = {"scenario": scenario, "seed": seed, "sample": plan.sample_id, "nominal": plan.mrd,
-           "hemodilution_plan": plan.hemodilution, "truth": truth, "status": result.mrd_status,
+           "hemodilution_plan": plan.hemodilution, "truth": truth,
+           "status": result.mrd_status if result.ok else "FAILED",
            "mrd": result.mrd_fraction, "n_aberrant": result.n_aberrant_pc, "n_evaluable": result.n_events_evaluable,
            "n_pc": result.n_plasma_cells, "hemodilution": result.hemodilution, "flags": result.qc_flags,
            "clonality": result.clonality, "details": {k: result.details.get(k) for k in
                                                        ("pct_circulating_pc", "ppcl", "hemodilution")},
            "seconds": {"simulate": t1 - t0, "analyze": t2 - t1},
-           "clusters": {k: v["phenotype"]["clusters"] for k, v in result.details["tubes"].items()}}
+           "clusters": {k: v["phenotype"]["clusters"] for k, v in result.details.get("tubes", {}).items()},
+           "error": result.error}
     if not keep:
         for f in out.glob(f"{plan.sample_id}*"):
             f.unlink()
@@ -210,6 +220,9 @@ def judge(scenario: str, rows: list[dict], verdicts: list) -> None:
         for r in rows:
             truth_pct = 100 * r["truth"]["n_pc"] / r["truth"]["n_evaluable"]
             obs = r["details"]["pct_circulating_pc"]
+            if obs is None:
+                bad.append(f"{r['sample']}/{r['seed']}: failed ({r['error']})")
+                continue
             if 0.5 * 0.95 <= truth_pct <= 21 and abs(obs / truth_pct - 1) > 0.10:
                 bad.append(f"{r['sample']}/{r['seed']}: {obs:.3g} % vs truth {truth_pct:.3g} %")
             if bool(r["details"]["ppcl"]) != (truth_pct >= 5.0):
