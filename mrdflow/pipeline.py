@@ -465,7 +465,7 @@ def _sample_result(panel: Panel, sid: str, paths: list[Path], tubes: list[TubeAn
         n_plasma_cells=mrd.n_plasma_cells, n_normal_pc=mrd.n_normal_pc, n_aberrant_pc=mrd.n_aberrant_pc,
         mrd_fraction=mrd.mrd_fraction, lod=mrd.lod, lloq=mrd.lloq, mrd_status=mrd.mrd_status,
         sensitivity_met=mrd.sensitivity_met, clonality=mrd.clonality, hemodilution=hemodilution, qc_flags=flags,
-        populations=[p for t in tubes for p in t.populations], details=details,
+        populations=[p for t in tubes for p in t.populations], details=_plain(details),
         plots=[t.plot for t in tubes if t.plot is not None],
     )
 
@@ -512,6 +512,21 @@ def _group(panel: Panel, paths: list[Path], group_files):
         return group_files(panel, paths, keywords_of=keywords_of if panel.grouping.by == "keyword" else None)
     except FcsError:
         raise
+
+
+def _plain(v: Any) -> Any:
+    """Details as plain JSON-ready values: numpy scalars → Python, non-finite floats → None, tuples → lists."""
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, Path):
+        return str(v)
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
 
 
 def _seed(sample_id: str, tube: str) -> int:
