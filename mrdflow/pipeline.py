@@ -36,7 +36,7 @@ from mrdflow.mrd import MrdThresholds, TubeCounts, quantify
 from mrdflow.panel import Panel, load_panel
 from mrdflow.result import PopulationCount, SampleResult, TubePlotData
 
-__all__ = ["analyze_sample", "REFERENCE_ROLES", "TubeAnalysis", "PLOT_EVENTS"]
+__all__ = ["analyze_sample", "analyze_sample_tubes", "REFERENCE_ROLES", "TubeAnalysis", "PLOT_EVENTS"]
 
 #: marker → (negative reference roles, positive reference roles); the first role of each list with enough
 #: events in the tube is used. ``plasma_cell_bright`` is the brightest quarter of the tube's plasma cells
@@ -72,10 +72,19 @@ class TubeAnalysis:
     details: dict[str, Any]
     populations: list[PopulationCount]
     plot: TubePlotData | None
+    plasma_cell_index: np.ndarray  # event indices (file order) of the plasma cells
+    aberrant_index: np.ndarray  # event indices (file order) of the PCs called aberrant
+    time_kept: np.ndarray  # bool per event: kept by time/flow-rate QC
 
 
 def analyze_sample(files: Sequence[str | Path], panel: Panel | str | Path, *, sample_id: str | None = None,
                    plot_data: bool = False) -> SampleResult:
+    """Analyse one sample (its one or two tube files) with a panel; see :func:`analyze_sample_tubes`."""
+    return analyze_sample_tubes(files, panel, sample_id=sample_id, plot_data=plot_data)[0]
+
+
+def analyze_sample_tubes(files: Sequence[str | Path], panel: Panel | str | Path, *, sample_id: str | None = None,
+                         plot_data: bool = False) -> tuple[SampleResult, list[TubeAnalysis]]:
     """Analyse one sample (its one or two tube files) with a panel.
 
     Parameters
@@ -92,6 +101,8 @@ def analyze_sample(files: Sequence[str | Path], panel: Panel | str | Path, *, sa
     SampleResult
         ``status="ok"``; the results.csv fields, ``populations`` rows per tube (with ``aberrant_pc`` and
         ``normal_pc`` under the plasma-cell population) and named ``details``.
+    list[TubeAnalysis]
+        Per tube, its counts and the event indices of its plasma cells and aberrant calls (for validation).
 
     Raises
     ------
@@ -127,7 +138,7 @@ def analyze_sample(files: Sequence[str | Path], panel: Panel | str | Path, *, sa
             raise
         except MrdflowError as exc:
             raise _with_file(exc, path) from None
-    return _sample_result(panel, sid, paths, tubes, thresholds)
+    return _sample_result(panel, sid, paths, tubes, thresholds), tubes
 
 
 # ------------------------------------------------------------------------------------------------ one tube
@@ -156,7 +167,8 @@ def _analyze_tube(panel: Panel, template, tube: str, path: Path, *, plot_data: b
         s = panel.qc.time
         tq = time_qc(ev, time_col, sorted(set(marker_cols.values())),
                      TimeQcSettings(min_events_per_bin=s.min_cells, max_bins=s.max_bins, mad_threshold=s.mad,
-                                    consecutive_bins=s.consecutive_bins))
+                                    consecutive_bins=s.consecutive_bins,
+                                    events_per_bin=_time_bin_size(ev[:, time_col], s.min_cells, s.max_bins)))
         keep = tq.keep
         warnings.extend(tq.warnings)
     else:
@@ -186,8 +198,13 @@ def _analyze_tube(panel: Panel, template, tube: str, path: Path, *, plot_data: b
     n_kept = int(np.count_nonzero(keep))
     n_eval = role_count("evaluable")
     steps = {"acquired": n, "time_removed": n - n_kept}
-    n_margin_ok = role_count("margin_ok")
-    n_singlet = role_count("singlet")
+    def step_count(role: str) -> int | None:
+        """Events left after a QC step: the deepest population with that role (steps may be gated in stages)."""
+        names = tmpl.by_role(role)
+        return res.counts[max(names, key=lambda x: tmpl.nodes[x].depth)] if names else None
+
+    n_margin_ok = step_count("margin_ok")
+    n_singlet = step_count("singlet")
     after_margin = n_kept if n_margin_ok is None else n_margin_ok
     after_singlet = after_margin if n_singlet is None else n_singlet
     steps["margin"] = n_kept - after_margin
@@ -247,12 +264,30 @@ def _analyze_tube(panel: Panel, template, tube: str, path: Path, *, plot_data: b
         "time_qc": _time_details(tq),
         "phenotype": _phenotype_details(pheno, ref_sources),
         "dropped_populations": setup.dropped,
-        "warnings": warnings + ref_warnings + list(pheno.warnings),
+        "warnings": warnings + list(res.warnings) + ref_warnings + list(pheno.warnings),
         "spillover": None if setup.spillover is None else setup.spillover.source,
     }
     plot = _plot_data(tube, fcs, res, pc_idx, aberrant, tq, seed) if plot_data else None
     return TubeAnalysis(tube=tube, file=path, counts=counts, role_counts=role_counts, steps=steps, details=details,
-                        populations=populations, plot=plot)
+                        populations=populations, plot=plot, plasma_cell_index=pc_idx,
+                        aberrant_index=pc_idx[aberrant], time_kept=keep)
+
+
+#: a time bin spans at least this many ticks of the Time channel, so that its rate is not dominated by the
+#: rounding of event times to the clock tick (short acquisitions with a coarse $TIMESTEP)
+_MIN_TICKS_PER_BIN = 20
+
+
+def _time_bin_size(times: np.ndarray, min_cells: int, max_bins: int) -> int | None:
+    """Events per time-QC bin: PeacoQC's automatic size, enlarged so a bin spans ≥ 20 clock ticks; None = auto."""
+    n = times.size
+    n_ticks = np.unique(times).size
+    if n == 0 or n_ticks < 2:
+        return None
+    auto = max(min_cells, math.ceil(n / max_bins))
+    per_tick = n / n_ticks
+    wanted = math.ceil(_MIN_TICKS_PER_BIN * per_tick)
+    return wanted if wanted > auto else None
 
 
 def _find_marker(marker_cols: Mapping[str, int], name: str) -> str | None:
@@ -430,7 +465,7 @@ def _sample_result(panel: Panel, sid: str, paths: list[Path], tubes: list[TubeAn
         n_plasma_cells=mrd.n_plasma_cells, n_normal_pc=mrd.n_normal_pc, n_aberrant_pc=mrd.n_aberrant_pc,
         mrd_fraction=mrd.mrd_fraction, lod=mrd.lod, lloq=mrd.lloq, mrd_status=mrd.mrd_status,
         sensitivity_met=mrd.sensitivity_met, clonality=mrd.clonality, hemodilution=hemodilution, qc_flags=flags,
-        populations=[p for t in tubes for p in t.populations], details=details,
+        populations=[p for t in tubes for p in t.populations], details=_plain(details),
         plots=[t.plot for t in tubes if t.plot is not None],
     )
 
@@ -477,6 +512,21 @@ def _group(panel: Panel, paths: list[Path], group_files):
         return group_files(panel, paths, keywords_of=keywords_of if panel.grouping.by == "keyword" else None)
     except FcsError:
         raise
+
+
+def _plain(v: Any) -> Any:
+    """Details as plain JSON-ready values: numpy scalars → Python, non-finite floats → None, tuples → lists."""
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, Path):
+        return str(v)
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
 
 
 def _seed(sample_id: str, tube: str) -> int:
