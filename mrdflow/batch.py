@@ -128,17 +128,34 @@ def _worker_name() -> str:
         return f"in-process pid {os.getpid()}"
 
 
-def file_identity(path: str | os.PathLike) -> dict[str, str]:
-    """The identity keywords (:data:`IDENTITY_KEYWORDS`) of an FCS file, read from HEADER and TEXT only.
+def text_keywords(path: str | os.PathLike):
+    """Every TEXT keyword of an FCS file's first data set (HEADER and TEXT only; DATA is not read).
 
-    Unreadable files give ``{}`` (the analysis reports why they failed)."""
+    Raises
+    ------
+    FcsError
+        The file cannot be read or is not FCS.
+    """
+    from mrdflow.errors import FcsError
     from mrdflow.fcs.layout import parse_dataset
 
     path = Path(path)
     try:
         with open(path, "rb") as fh:
-            kw = parse_dataset(fh, path, os.fstat(fh.fileno()).st_size, 0, 0).keywords
-    except (MrdflowError, OSError, ValueError, IndexError, TypeError, UnicodeError):
+            return parse_dataset(fh, path, os.fstat(fh.fileno()).st_size, 0, 0).keywords
+    except OSError as exc:
+        raise FcsError(path, f"cannot read file: {exc.strerror or exc}") from None
+    except (ValueError, IndexError, TypeError, UnicodeError) as exc:
+        raise FcsError(path, f"unreadable FCS file ({type(exc).__name__}: {exc})") from None
+
+
+def file_identity(path: str | os.PathLike) -> dict[str, str]:
+    """The identity keywords (:data:`IDENTITY_KEYWORDS`) of an FCS file, read from HEADER and TEXT only.
+
+    Unreadable files give ``{}`` (the analysis reports why they failed)."""
+    try:
+        kw = text_keywords(path)
+    except MrdflowError:
         return {}
     return {k: str(kw[k]) for k in IDENTITY_KEYWORDS if k in kw}
 
@@ -247,6 +264,8 @@ class BatchPlan:
     output_dir: Path
     store_path: Path
     hashes: dict[str, dict[str, str]]
+    #: files that could not even be grouped (keyword grouping, TEXT unreadable): sample id → (path, error)
+    unreadable: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     @property
     def config_sha256(self) -> dict[str, str]:
@@ -267,12 +286,26 @@ def plan_batch(panel_path: str | os.PathLike, output_dir: str | os.PathLike | No
 
     panel = load_panel(panel_path)
     load_template(panel.template)
-    samples = group_files(panel, find_files(panel))
+    paths = find_files(panel)
+    unreadable: dict[str, tuple[str, str]] = {}
+    if panel.grouping.by == "keyword":
+        # the keywords come from HEADER + TEXT only; a file whose TEXT cannot be read is one failed sample
+        # (named after the file) rather than a reason to stop the whole batch
+        keywords: dict[Path, Any] = {}
+        for p in paths:
+            try:
+                keywords[p] = text_keywords(p)
+            except MrdflowError as exc:
+                unreadable[f"{p.stem} (unreadable file)"] = (str(p.resolve()), str(exc))
+        paths = [p for p in paths if p in keywords]
+        samples = group_files(panel, paths, keywords_of=keywords.__getitem__)
+    else:
+        samples = group_files(panel, paths)
     out = Path(output_dir) if output_dir is not None else Path(panel.output_dir)
     store = getattr(panel, "store", None)
     store_path = Path(store) if store is not None else out / DEFAULT_STORE_NAME
     return BatchPlan(panel=panel, panel_path=Path(panel_path).resolve(), samples=samples, output_dir=out.resolve(),
-                     store_path=store_path.resolve(), hashes=panel_hashes(panel))
+                     store_path=store_path.resolve(), hashes=panel_hashes(panel), unreadable=unreadable)
 
 
 def _fmt_count(n: int) -> str:
@@ -318,7 +351,8 @@ def _reusable_report(stored: StoredSample, target: Path) -> bool:
 def run_batch(panel_path: str | os.PathLike, output_dir: str | os.PathLike | None = None, *,
               workers: int | None = None, scheduler: str | None = None, resume: bool = False,
               retries: int = 2, reports: bool = True, echo: Callable[[str], None] | None = None,
-              command: Iterable[str] | None = None) -> BatchSummary:
+              command: Iterable[str] | None = None,
+              task_fn: Callable[[SampleTask], SampleOutcome] | None = None) -> BatchSummary:
     """Analyse every sample of a panel and write the outputs (DESIGN.md §3).
 
     Parameters
@@ -332,6 +366,7 @@ def run_batch(panel_path: str | os.PathLike, output_dir: str | os.PathLike | Non
     reports : render the per-sample and batch HTML reports.
     echo : where progress lines go (default: stdout, flushed).
     command : the command line, recorded in run.json.
+    task_fn : what runs one :class:`SampleTask` (default :func:`analyze_task`; tests substitute a wrapper).
 
     Returns
     -------
@@ -372,7 +407,7 @@ def run_batch(panel_path: str | os.PathLike, output_dir: str | os.PathLike | Non
             tasks.append(SampleTask(sample_id=s.sample_id, tubes=tubes, panel_path=str(plan.panel_path),
                                     config_sha256=plan.config_sha256,
                                     report_path=str(target) if reports else None))
-        total = len(plan.samples)
+        total = len(plan.samples) + len(plan.unreadable)
         echo(f"mrdflow run {run_id}: {total} sample(s) from {plan.panel_path.name}; output in {out}")
         if reused:
             echo(f"resume: {len(reused)} sample(s) already analysed with the same files, panel and template: "
@@ -387,7 +422,11 @@ def run_batch(panel_path: str | os.PathLike, output_dir: str | os.PathLike | Non
             done += 1
             echo(_progress(done, total, outcome.result.sample_id, summary_line(outcome.result), outcome.seconds))
 
-        scheduler_info = _execute(tasks, record, workers=workers, scheduler=scheduler, retries=retries, echo=echo)
+        for sid, (path, error) in sorted(plan.unreadable.items()):
+            record(SampleOutcome(result=SampleResult.failed(sid, [path], error), tubes={"?": path}, file_sha256={},
+                                 input_key=None, seconds=0.0, analysed_at=utc_now(), worker="none"))
+        scheduler_info = _execute(tasks, record, workers=workers, scheduler=scheduler, retries=retries, echo=echo,
+                                  task_fn=task_fn)
 
         results = store.results(run_id)
         write_results_csv(out / "results.csv", results)
@@ -447,13 +486,15 @@ def _json_safe(v: Any) -> Any:
 
 
 def _execute(tasks: list[SampleTask], record: Callable[[SampleOutcome], None], *, workers: int | None,
-             scheduler: str | None, retries: int, echo: Callable[[str], None]) -> dict[str, Any]:
+             scheduler: str | None, retries: int, echo: Callable[[str], None],
+             task_fn: Callable[[SampleTask], SampleOutcome] | None = None) -> dict[str, Any]:
     """Run the tasks in the chosen mode, calling ``record`` as each completes; returns how they were run."""
+    task_fn = task_fn or analyze_task
     if not tasks:
         return {"mode": "none", "reason": "nothing to analyse"}
     if scheduler is None and workers == 0:
         for task in tasks:
-            record(analyze_task(task))
+            record(task_fn(task))
         return {"mode": "in-process", "workers": 0}
 
     from distributed import Client, LocalCluster, as_completed
@@ -483,7 +524,7 @@ def _execute(tasks: list[SampleTask], record: Callable[[SampleOutcome], None], *
         if link:
             echo(f"Dask dashboard: {link}")
             info["dashboard"] = link
-        futures = {client.submit(analyze_task, t, key=f"mrdflow-sample-{uuid.uuid4().hex}", retries=retries,
+        futures = {client.submit(task_fn, t, key=f"mrdflow-sample-{uuid.uuid4().hex}", retries=retries,
                                  pure=False): t for t in tasks}
         for future in as_completed(futures):
             task = futures[future]

@@ -67,7 +67,7 @@ DEMO_PANEL = REPO / "panels" / "demo.yaml"
 _KEEP_KEYWORDS = ("$SRC", "TUBE NAME", "$CYT", "$TIMESTEP", "$DATE", "$BTIM", "$ETIM")
 
 
-def write_panel(folder: Path, *, store: Path | None = None) -> Path:
+def write_panel(folder: Path, *, store: Path | None = None, name: str = "panel.yaml", by_keyword: bool = False) -> Path:
     """The demo panel, pointed at ``folder/fcs/*.fcs`` and the repository's NGF template."""
     import yaml
 
@@ -75,7 +75,9 @@ def write_panel(folder: Path, *, store: Path | None = None) -> Path:
     doc.update(files="fcs/*.fcs", template=str(TEMPLATE), output_dir="out")
     if store is not None:
         doc["store"] = str(store)
-    path = folder / "panel.yaml"
+    if by_keyword:
+        doc["grouping"] = {"by": "keyword", "sample_keyword": "$SRC", "tube_keyword": "TUBE NAME"}
+    path = folder / name
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
 
@@ -124,3 +126,17 @@ def make_broken_samples(fcs_dir: Path, base: str = "DEMO01") -> dict[str, str]:
     rewrite(src, fcs_dir / "BADSPILL_T1.fcs", spillover=None, keywords={"SPILL": text})
     return {"BADTRUNC": "truncated", "BADNOTFCS": "not FCS", "BADMARKER": "missing marker", "BADNAN": "NaN",
             "BADSPILL": "singular spillover"}
+
+
+def die_once(task):
+    """A batch task that kills its worker process the first time it meets sample ``S2`` (a lost worker), then
+    analyses normally; the marker file beside the sample's first file records the death."""
+    import os
+
+    from mrdflow.batch import analyze_task
+
+    marker = Path(next(iter(task.tubes.values()))).with_suffix(".worker-died")
+    if task.sample_id == "S2" and not marker.exists():
+        marker.write_text(str(os.getpid()))
+        os._exit(1)
+    return analyze_task(task)

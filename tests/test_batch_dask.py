@@ -62,6 +62,21 @@ def test_local_cluster_gives_the_in_process_results(batch, tmp_path, capsys):
     assert "Dask dashboard: http" in capsys.readouterr().out
 
 
+def test_a_sample_whose_worker_dies_is_retried_on_a_new_worker(batch, tmp_path):
+    from mrdflow.batch import run_batch
+    from tests.batch_data import die_once
+
+    panel, ref = batch
+    marker = panel.parent / "fcs" / "S2_T1.worker-died"
+    marker.unlink(missing_ok=True)
+    out = tmp_path / "out"
+    summary = run_batch(panel, out, workers=1, reports=False, task_fn=die_once, echo=lambda s: None)
+    assert marker.exists(), "the worker analysing S2 was killed"
+    assert int(marker.read_text()) != os.getpid()
+    assert [r.sample_id for r in summary.results if not r.ok] == ["BADNAN"]
+    _same_results(out, ref)
+
+
 def test_existing_cluster_via_scheduler_address(batch, tmp_path):
     panel, ref = batch
     port = _free_port()

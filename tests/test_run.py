@@ -171,3 +171,34 @@ def test_resume_reanalyses_a_sample_whose_file_changed(good_batch, reference, tm
     run = json.loads((out / "run.json").read_text())
     fresh = [s["sample_id"] for s in run["samples"] if not s["reused_from"]]
     assert fresh == ["GOOD05"]
+
+
+def test_a_store_named_in_the_panel_accumulates_runs_and_resumes_into_another_folder(good_batch, reference,
+                                                                                     tmp_path):
+    store = tmp_path / "lab" / "all.sqlite"
+    panel = write_panel(good_batch.parent, store=store, name="shared-store.yaml")
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert main(["run", str(panel), "--out", str(first), "--workers", "0"]) == 0
+    assert main(["run", str(panel), "--out", str(second), "--workers", "0", "--resume"]) == 0
+    assert not (first / "mrdflow.sqlite").exists() and store.exists()
+    runs = sqlite3.connect(store).execute("SELECT COUNT(*), COUNT(finished) FROM runs").fetchone()
+    assert runs == (2, 2)
+    run = json.loads((second / "run.json").read_text())
+    assert run["summary"]["reused"] == len(GOOD) and run["store"] == str(store)
+    # the reports of reused samples were copied from where the first run wrote them
+    for sid in GOOD:
+        assert (second / "report" / f"{sid}.html").read_bytes() == (first / "report" / f"{sid}.html").read_bytes()
+    assert (second / "results.csv").read_bytes() == (reference / "results.csv").read_bytes()
+
+
+def test_keyword_grouping_reads_only_text_and_isolates_an_unreadable_file(tmp_path):
+    fcs = tmp_path / "fcs"
+    copy_sample("DEMO01", "ANY_NAME", fcs)  # $SRC says DEMO01
+    (fcs / "garbage.fcs").write_bytes(b"\x00" * 30)
+    panel = write_panel(tmp_path, by_keyword=True)
+    out = tmp_path / "out"
+    assert main(["run", str(panel), "--out", str(out), "--workers", "0", "--no-reports"]) == 1
+    rows = {r["sample_id"]: r for r in read_csv(out / "results.csv")}
+    assert rows["DEMO01"]["status"] == "ok" and rows["DEMO01"]["files"] == "ANY_NAME_T1.fcs;ANY_NAME_T2.fcs"
+    bad = rows["garbage (unreadable file)"]
+    assert bad["status"] == "failed" and "garbage.fcs" in bad["error"] and "not an FCS file" in bad["error"]
