@@ -186,8 +186,9 @@ def analyze_task(task: SampleTask) -> SampleOutcome:
         result = SampleResult.failed(task.sample_id, files, f"{exc.filename or ''}: cannot read file "
                                                             f"({exc.strerror or exc})".lstrip(": "))
     except Exception as exc:  # noqa: BLE001 - failure isolation: one sample's bug must not stop the batch
-        result = SampleResult.failed(task.sample_id, files,
-                                     f"internal error while analysing ({type(exc).__name__}: {exc})")
+        names = ", ".join(Path(f).name for f in files)
+        result = SampleResult.failed(task.sample_id, files, f"internal error while analysing {names} "
+                                                            f"({type(exc).__name__}: {exc}); please report it")
         result.details["traceback"] = traceback.format_exc()
     report_path = None
     if task.report_path is not None:
@@ -211,7 +212,12 @@ def _write_report(task: SampleTask, result: SampleResult, sha: Mapping[str, str]
         result.qc_flags.append("report_failed")
         result.details["report_error"] = f"{type(exc).__name__}: {exc}"
         return None
-    atomic_write_text(task.report_path, html)
+    try:
+        atomic_write_text(task.report_path, html)
+    except OSError as exc:
+        result.qc_flags.append("report_failed")
+        result.details["report_error"] = f"cannot write {task.report_path}: {exc.strerror or exc}"
+        return None
     return task.report_path
 
 
@@ -436,7 +442,8 @@ def run_batch(panel_path: str | os.PathLike, output_dir: str | os.PathLike | Non
             from mrdflow.report.html import render_batch_report
 
             atomic_write_text(report_dir / "index.html", render_batch_report(
-                results, {sid: report_file_name(sid) for sid in info}, run_id=run_id, panel_name=plan.panel.name,
+                results, {sid: report_file_name(sid) for sid in info if (report_dir / report_file_name(sid)).exists()},
+                run_id=run_id, panel_name=plan.panel.name,
                 started=started))
         finished = utc_now()
         provenance = {

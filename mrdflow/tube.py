@@ -149,17 +149,16 @@ def require_finite(fcs: Any) -> None:
     """Raise :class:`~mrdflow.errors.FcsError` when the events hold NaN or ±inf (corrupt DATA): compensation
     would spread them to every channel and gates would silently drop the events.
 
-    One pass over the events (a column sum, in which NaN/inf propagate); the exact search runs only on a
-    column whose sum is not finite.
+    One parallel pass over the events without temporaries (:func:`mrdflow.kernels.checks.count_nonfinite`); the
+    first bad event is searched only in a column that has one.
     """
     from mrdflow.errors import FcsError
+    from mrdflow.kernels.checks import count_nonfinite
 
     events = fcs.events
     if events.size == 0:
         return
-    with np.errstate(all="ignore"):
-        sums = events.sum(axis=0, dtype=np.float64)
-    for j in np.flatnonzero(~np.isfinite(sums)):
+    for j in np.flatnonzero(count_nonfinite(events)):
         bad = np.flatnonzero(~np.isfinite(events[:, j]))
         if bad.size:
             ch = fcs.channels[j]
