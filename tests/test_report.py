@@ -72,3 +72,25 @@ def test_fcs_strings_are_escaped_in_both_reports():
     for page in (html, index):
         assert "<script" not in page
         assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in page
+
+
+def test_script_in_src_and_sample_name_is_escaped_end_to_end(tmp_path):
+    """A real run: two tube files whose $SRC (the sample name, keyword grouping) is a <script> element."""
+    from mrdflow.batch import report_file_name
+    from mrdflow.cli import main
+    from tests.batch_data import SAMPLE_FCS, rewrite, write_panel
+
+    fcs = tmp_path / "fcs"
+    fcs.mkdir()
+    for t in ("T1", "T2"):
+        rewrite(SAMPLE_FCS / f"DEMO01_{t}.fcs", fcs / f"x_{t}.fcs", keywords={"$SRC": EVIL})
+    panel = write_panel(tmp_path, by_keyword=True)
+    out = tmp_path / "out"
+    assert main(["run", str(panel), "--out", str(out), "--workers", "0"]) == 0
+    name = report_file_name(EVIL)
+    assert "<" not in name and "/" not in name
+    for page in (out / "report" / name, out / "report" / "index.html"):
+        html = page.read_text()
+        assert "<script" not in html
+        assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
+    assert f'href="{name}"' in (out / "report" / "index.html").read_text()
