@@ -88,7 +88,7 @@ def truth_of(out: Path, sample_id: str, tubes) -> dict:
 def run_sample(plan, out: Path, seed: int, scenario: str, panel, keep: bool) -> dict:
     files = sorted(out.glob(f"{plan.sample_id}_T[12].fcs"))
     t0 = time.perf_counter()
-    if len(files) != 2:
+    if len(files) != 2 or not (out / f"{plan.sample_id}.truth.json").is_file():
         files = simulate_sample(plan, out, seed, scenario)
         files = sorted(Path(f) for f in files if str(f).endswith(".fcs"))
     t1 = time.perf_counter()
