@@ -27,6 +27,8 @@ Usage::
     python scripts/validate_accuracy.py                                   # full: 5 M events/tube, seeds 1 2 3
     python scripts/validate_accuracy.py --events 1000000 --seeds 1 --scenarios dilution normal
     python scripts/validate_accuracy.py --out /tmp/val --keep              # keep the generated files
+    python scripts/validate_accuracy.py --seeds 1 --out /tmp/v1; python scripts/validate_accuracy.py --seeds 2 \
+        --out /tmp/v2; python scripts/validate_accuracy.py --combine /tmp/v1 /tmp/v2   # one run per seed, judged together
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ def truth_of(out: Path, sample_id: str, tubes) -> dict:
 def run_sample(plan, out: Path, seed: int, scenario: str, panel, keep: bool) -> dict:
     files = sorted(out.glob(f"{plan.sample_id}_T[12].fcs"))
     t0 = time.perf_counter()
-    if len(files) != 2:
+    if len(files) != 2 or not (out / f"{plan.sample_id}.truth.json").is_file():
         files = simulate_sample(plan, out, seed, scenario)
         files = sorted(Path(f) for f in files if str(f).endswith(".fcs"))
     t1 = time.perf_counter()
@@ -231,6 +233,23 @@ def judge(scenario: str, rows: list[dict], verdicts: list) -> None:
               f"{len(rows)} samples" + (f"; problems: {'; '.join(bad)}" if bad else ""), verdicts)
 
 
+def combine(dirs: list[Path]) -> int:
+    rows = [r for d in dirs for r in json.loads((d / "results.json").read_text())]
+    verdicts: list = []
+    for scenario in SCENARIOS:
+        group = [r for r in rows if r["scenario"] == scenario]
+        if not group:
+            continue
+        seeds = sorted({r["seed"] for r in group})
+        print(f"\n=== {scenario} (seeds {' '.join(map(str, seeds))}, from {len(dirs)} run(s))")
+        print_rows(group)
+        judge(scenario, group, verdicts)
+    print(f"\n=== summary ({len(rows)} samples from {', '.join(str(d) for d in dirs)})")
+    for name, ok, text in verdicts:
+        print(f"  [{'PASS' if ok else 'FAIL'}] {name}: {text}")
+    return 0 if all(ok for _, ok, _ in verdicts) else 1
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=5_000_000, help="events per tube (default 5 000 000)")
@@ -239,7 +258,11 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=Path("/tmp/mrdflow_validate_accuracy"),
                     help="working folder for the generated files and results.json")
     ap.add_argument("--keep", action="store_true", help="keep the generated FCS files")
+    ap.add_argument("--combine", type=Path, nargs="+", metavar="DIR",
+                    help="do not generate: judge the results.json of earlier runs (e.g. one run per seed) together")
     args = ap.parse_args()
+    if args.combine:
+        return combine(args.combine)
 
     bm_panel = load_panel(ROOT / "panels" / "euroflow_ngf_2tube.yaml")
     pb_panel = load_panel(ROOT / "panels" / "pb_ppcl.yaml")

@@ -49,7 +49,7 @@ def test_tube_restriction_drops_populations_of_the_other_tubes_markers():
     t1 = check_tube(panel, "tube1", read_fcs(DEMO / "DEMO03_T1.fcs"), template)
     t2 = check_tube(panel, "tube2", read_fcs(DEMO / "DEMO03_T2.fcs"), template)
     assert {"kappa", "lambda"} <= set(t1.dropped) and "mast_cells" in t1.template.nodes
-    assert {"cd117_pos", "cd117_int", "mast_cells", "myeloid_precursors"} <= set(t2.dropped)
+    assert {"cd117_pos", "mast_cells", "myeloid_precursors"} <= set(t2.dropped)
     assert "kappa" in t2.template.nodes and "plasma_cells" in t2.template.nodes
 
 
@@ -71,6 +71,19 @@ def test_without_dims_drops_descendants_and_boolean_users():
     reduced, dropped = t.without_dims({"Y"})
     assert dropped == ["b", "c", "d"] and list(reduced.nodes) == ["a", "e"]
     assert t.without_dims(set()) == (t, [])
+
+
+def test_tail_on_the_first_or_last_peak():
+    from mrdflow.gating.adaptive import Tail
+
+    rng = np.random.default_rng(3)
+    # a negative bulk at 0.2 and a dominating positive population at 0.7 (leukaemic blood)
+    x = np.r_[rng.normal(0.2, 0.04, 30_000), rng.normal(0.7, 0.03, 60_000)]
+    assert abs(Tail(k=4, peak="first").fit(x).threshold_ - (0.2 + 4 * 0.04)) < 0.03
+    assert Tail(k=4).fit(x).threshold_ > 0.75  # the dominant peak is the positive one
+    assert abs(Tail(k=4, peak="last").fit(x).threshold_ - (0.7 + 4 * 0.03)) < 0.03
+    with pytest.raises(ValueError, match="peak"):
+        Tail(peak="middle").validate(1)
 
 
 def test_density_valley_lowest_pair_and_shoulder_below():

@@ -129,8 +129,10 @@ def test_blood_panel_reports_circulating_plasma_cells_and_pcl():
     assert abs(result.details["pct_circulating_pc"] / true_pct - 1) < 0.10
     assert result.details["ppcl"] is True and "pcl_criterion_met" in result.qc_flags
     assert result.hemodilution == "not_assessed"
-    # no CD117+ cells in blood: the CD117 populations are empty, not an error
-    assert any("mast_cells" in w or "cd117" in w for w in result.details["tubes"]["tube1"]["warnings"])
+    # no CD117+ precursors or mast cells in blood: CD117 has no positive reference and is not judged (said so)
+    rows = {(p.tube, p.population): p.count for p in result.populations}
+    assert rows[("tube1", "mast_cells")] == 0 and rows[("tube1", "myeloid_precursors")] == 0
+    assert any(w.startswith("CD117: no reference") for w in result.details["tubes"]["tube1"]["warnings"])
 
 
 def test_sample_id_override(demo_panel):

@@ -269,25 +269,30 @@ class DensityValley(_Density1D):
 
 
 class Tail(_Density1D):
-    """1-D threshold on the shoulder of the single dominant peak: ``mode ± k·σ``.
+    """1-D threshold on the shoulder of one peak: ``mode ± k·σ``.
 
     σ is estimated from the half-maximum crossing on ``side`` of the peak (robust to a minor population in the
     tail). ``side="above"`` puts the threshold right of the peak; ``keep`` says which side of it is kept
-    (default: the tail beyond the peak, i.e. ``keep`` = ``side``).
+    (default: the tail beyond the peak, i.e. ``keep`` = ``side``). ``peak`` chooses the peak: ``"dominant"``
+    (default, the highest), ``"first"`` or ``"last"`` (the lowest / highest in position among the peaks with a
+    prominence ≥ ``min_prominence`` of the highest density) — e.g. ``first`` for the negative population when a
+    positive one may dominate (a leukaemic blood), ``last`` for the brightest population of a positive gate.
 
     Attributes
     ----------
     threshold_, mode_, sigma_, geometry_.
     """
 
-    def __init__(self, *, side: str = "above", k: float = 3.0, keep: str | None = None,
-                 bounds: list[float] | None = None, bins: int = 512, adjust: float = 1.0,
-                 max_events: int = 200_000, seed: int = 0):
+    def __init__(self, *, side: str = "above", k: float = 3.0, keep: str | None = None, peak: str = "dominant",
+                 min_prominence: float = 0.05, bounds: list[float] | None = None, bins: int = 512,
+                 adjust: float = 1.0, max_events: int = 200_000, seed: int = 0):
         super().__init__(keep=keep if keep is not None else side, bounds=bounds, bins=bins, adjust=adjust,
                          max_events=max_events, seed=seed)
         self.keep = keep
         self.side = side
         self.k = k
+        self.peak = peak
+        self.min_prominence = min_prominence
 
     def validate(self, n_dims: int | None = None) -> None:
         keep = self.keep
@@ -300,11 +305,20 @@ class Tail(_Density1D):
             raise ValueError(f"side must be 'above' or 'below', found {self.side!r}")
         if not isinstance(self.k, (int, float)) or not self.k > 0:
             raise ValueError(f"k must be a positive number, found {self.k!r}")
+        if self.peak not in ("dominant", "first", "last"):
+            raise ValueError(f"peak must be 'dominant', 'first' or 'last', found {self.peak!r}")
+        if not isinstance(self.min_prominence, (int, float)) or not 0 < self.min_prominence < 1:
+            raise ValueError(f"min_prominence must be between 0 and 1, found {self.min_prominence!r}")
 
     def fit(self, X: np.ndarray) -> "Tail":
         x = self._prepare(X)[:, 0]
         centers, dens, h = _smoothed_density(x, self.bounds, self.bins, self.adjust)
         mode_i = int(np.argmax(dens))
+        if self.peak != "dominant":
+            peaks, _ = signal.find_peaks(np.r_[0.0, dens, 0.0], prominence=self.min_prominence * dens.max())
+            peaks = peaks - 1
+            if peaks.size:
+                mode_i = int(peaks.min() if self.peak == "first" else peaks.max())
         self.mode_ = float(centers[mode_i])
         self.threshold_, self.sigma_ = _shoulder(centers, dens, mode_i, self.side, self.k, h)
         self.geometry_ = _range_geometry(self.threshold_, self.keep if self.keep is not None else self.side)
