@@ -302,7 +302,11 @@ def plan_batch(panel_path: str | os.PathLike, output_dir: str | os.PathLike | No
             try:
                 keywords[p] = text_keywords(p)
             except MrdflowError as exc:
-                unreadable[f"{p.stem} (unreadable file)"] = (str(p.resolve()), str(exc))
+                sid = f"{p.stem} (unreadable file)"
+                k = 2
+                while sid in unreadable:  # same file name in two folders
+                    sid, k = f"{p.stem} (unreadable file {k})", k + 1
+                unreadable[sid] = (str(p.resolve()), str(exc))
         paths = [p for p in paths if p in keywords]
         samples = group_files(panel, paths, keywords_of=keywords.__getitem__)
     else:
