@@ -38,7 +38,8 @@ from mrdflow.provenance import (input_key, panel_hashes, sha256_file, software_v
 from mrdflow.result import SampleResult
 from mrdflow.store import DEFAULT_STORE_NAME, ResultStore, StoredSample, write_populations_csv, write_results_csv
 
-__all__ = ["SampleTask", "SampleOutcome", "BatchSummary", "analyze_task", "run_batch", "plan_batch",
+__all__ = ["SampleTask", "SampleOutcome", "BatchSummary", "BatchPlan", "analyze_task", "run_batch", "plan_batch",
+           "text_keywords", "file_identity",
            "report_file_name", "summary_line", "default_worker_count"]
 
 #: per-sample keywords shown in the report's identity table (when present in the file)

@@ -25,7 +25,8 @@ def test_mrd_statements_read_as_a_reviewer_expects():
         "MRD negative at a limit of detection of 1.9×10⁻⁶, 10 412 530 evaluable cells"
     pos = mrd_statement(sample_result(status="POSITIVE"))
     assert pos.startswith("MRD positive: 5.0×10⁻⁴ (0.0499 %)") and "5 200 aberrant plasma cells" in pos
-    assert "below the limit of quantification (4.8×10⁻⁶)" in mrd_statement(sample_result(status="POSITIVE_BELOW_LLOQ"))
+    below = mrd_statement(sample_result(status="POSITIVE_BELOW_LLOQ"))
+    assert "below the limit of quantification (4.8×10⁻⁶)" in below
     assert mrd_statement(SampleResult.failed("S", ["a"], "a: truncated")) == "Not analysed: a: truncated"
 
 

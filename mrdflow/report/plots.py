@@ -261,8 +261,8 @@ def _pc_groups(membership: Membership, roles: Mapping[str, Sequence[str]]) -> tu
 def _scatter_groups(ax, tube, cols, groups, labels, colours, sizes) -> None:
     for m, lab, colour, s in zip(groups, labels, colours, sizes):
         if m.any():
-            ax.scatter(tube.events[m, cols[0]], tube.events[m, cols[1]], s=s, c=colour, lw=0, label=f"{lab} ({m.sum()})",
-                       rasterized=True)
+            ax.scatter(tube.events[m, cols[0]], tube.events[m, cols[1]], s=s, c=colour, lw=0,
+                       label=f"{lab} ({m.sum()})", rasterized=True)
 
 
 def phenotype_plots(tube: TubePlotData, roles: Mapping[str, Sequence[str]], membership: Membership | None = None,
