@@ -189,3 +189,22 @@ def _find(obj, key):
             if found is not None:
                 return found
     return None
+
+
+def test_panel_thresholds_reach_the_status(tmp_path):
+    """The panel's MRD settings drive the call: with a required sensitivity the small demo reaches, a sample
+    below the LOD is NEGATIVE; with lod_events above the clone it is not positive."""
+    import yaml
+
+    doc = yaml.safe_load((PANELS / "demo.yaml").read_text())
+    doc["files"] = str(DEMO / "*.fcs")
+    doc["template"] = str(REPO / "gating_templates" / "euroflow_ngf.yaml")
+    doc["mrd"]["required_sensitivity"] = 1e-3
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(doc))
+    negative = analyze_sample(files("DEMO03"), tmp_path / "p.yaml")
+    assert negative.sensitivity_met and negative.mrd_status == "NEGATIVE"
+    doc["mrd"].update(lod_events=100_000, lloq_events=100_000)
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(doc))
+    high = analyze_sample(files("DEMO02"), tmp_path / "p.yaml")
+    assert high.n_aberrant_pc > 0 and high.mrd_status == "NOT_EVALUABLE"
+    assert high.lod == pytest.approx(100_000 / high.n_events_evaluable)
