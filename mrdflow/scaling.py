@@ -143,11 +143,9 @@ def scale_events(
     params = np.zeros((max(len(distinct), 1), _kt.N_PARAMS))
     for t, row in distinct.items():
         params[row] = t.params
-    # read-only inputs let numba/LLVM assume they do not alias the events being written (measured: the
-    # logicle table reads run several times faster)
-    params.setflags(write=False)
+    # private writable copies: the kernel is compiled per array type (including read-only flags), and
+    # the all-writable specialisation is the one measured fastest (scripts/bench_kernels.py)
     inverse = np.array(inverse, dtype=np.float64, order="C")
-    inverse.setflags(write=False)
 
     def pack(columns: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
         codes = np.zeros(len(columns), dtype=np.int64)

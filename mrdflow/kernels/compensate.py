@@ -104,7 +104,7 @@ def compensate_transform_inplace(events, cols, inverse, codes, pidx, plain_cols,
         of ``params`` holding its parameters
     plain_cols, plain_codes, plain_pidx : the same for columns transformed without compensation
     params : (m, N_PARAMS) float64, one row per distinct transform (shared by columns, so its lookup
-        table is cached once); pass read-only arrays so they are known not to alias ``events``
+        table is cached once)
     """
     n = events.shape[0]
     k = cols.shape[0]

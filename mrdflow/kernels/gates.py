@@ -11,7 +11,9 @@ Boundary conventions are those of GatingML 2.0 and its reference implementations
   and it crosses the horizontal ray strictly to the right of the point — so a self-intersecting
   polygon's doubly covered regions are outside; points exactly on an edge or vertex are inside, as the
   official GatingML 2.0 results require (set 2 ``Poly1u`` has 13 events on its edges; flowutils' winding
-  test drops 3 of them, R flowCore's ``inPolygon`` 10);
+  test drops 3 of them, R flowCore's ``inPolygon`` 10). Each polygon gets a 256 × 256 lookup grid over
+  its bounding box (:func:`polygon_grid`) so that most events are decided by one cell lookup and only
+  those in cells an edge passes near get the exact test;
 * ellipsoid: ``(x - mean)ᵀ inv(cov) (x - mean) <= distance²``.
 """
 

@@ -12,16 +12,17 @@ Parametrisations follow the GatingML 2.0 specification (transformations section)
 * ``flog(x, T, M) = log10(x / T) / M + 1``
 * ``fasinh(x, T, M, A) = (asinh(x sinh(M ln10) / T) + A ln10) / ((M + A) ln10)``
 * ``logicle(x, T, W, M, A)``: the root y of ``B(y) = a e^(by) - c e^(-dy) - f = x`` (Parks et al. 2006,
-  Moore & Parks 2012), solved per element with Halley's method, a Taylor series near data zero;
+  Moore & Parks 2012); the exact solve is Halley's method with a Taylor series near data zero, as in
+  the reference C code;
 * ``hyperlog(x, T, W, M, A)``: the root y of ``EH(y) = a e^(by) + c y - f = x`` (Bagwell 2005 in the
   GatingML 2.0 parametrisation), solved the same way.
 
 The logicle and hyperlog inverses are closed-form. Their forward directions are evaluated by cubic
-Hermite interpolation in a 2048-knot table of exact values and slopes, uniform in ``log(|x| + s)`` for
-``|x| <= 8T`` (``s`` = the data value one linear width above zero; negative data by the curves' odd
-symmetry), measured accurate to ~1e-12 scale units and several times faster than the per-element Halley
-solve, which is used beyond the table and to build it. Parameter validity is checked by the callers
-(:mod:`mrdflow.transforms`); these functions assume valid parameters.
+Hermite interpolation in a table of exact values and slopes with 64 equal segments per octave of |x|
+(segment and position read straight from the float64 bits, no logarithm; negative data by the curves'
+odd symmetry): measured within 3e-10 scale units of the exact solve (tests hold it to 1e-8) and ~30x
+faster per value (3.4 vs 105 ns single-threaded on lognormal data); the exact solve is used outside the table and to build it. Parameter
+validity is checked by the callers (:mod:`mrdflow.transforms`); these functions assume valid parameters.
 """
 
 from __future__ import annotations
@@ -36,15 +37,20 @@ IDENTITY, LINEAR, LOG, ASINH, LOGICLE, HYPERLOG = 0, 1, 2, 3, 4, 5
 
 TAYLOR_LENGTH = 16
 _TAYLOR0 = 16  # index of the first Taylor coefficient in a logicle/hyperlog parameter vector
-#: knots of the logicle/hyperlog lookup table (cubic Hermite in asinh-warped data coordinates)
-TABLE_SIZE = 2048
-_TABLE0 = 32  # index of the first table entry: (scale value, slope * knot spacing) per knot
+#: logicle/hyperlog lookup table: 2**SEG_BITS equal segments per octave of |x|, N_OCTAVES octaves
+SEG_BITS = 6
+N_OCTAVES = 48
+N_SEG = N_OCTAVES << SEG_BITS
+_SHIFT = 52 - SEG_BITS  # float64 bits >> _SHIFT = biased exponent and top SEG_BITS mantissa bits
+_MANT_MASK = (1 << _SHIFT) - 1
+_T_SCALE = 2.0 ** -_SHIFT
+_TABLE0 = 32  # index of the first table entry: (y0, slope0, y1, slope1) per segment
 #: length of a transform parameter vector
-N_PARAMS = _TABLE0 + 2 * TABLE_SIZE
+N_PARAMS = _TABLE0 + 4 * N_SEG
 
 # parameter-vector layout for logicle / hyperlog
 _A, _B, _C, _D, _F, _X1, _XTAYLOR, _W, _GUESS = 0, 1, 2, 3, 4, 5, 6, 7, 8
-_S, _ULO, _INV_DU, _XHI = 9, 10, 11, 12
+_K0, _E_LO = 9, 10
 
 _LN10 = math.log(10.0)
 _EPS = np.finfo(np.float64).eps
@@ -113,7 +119,9 @@ def logicle_params(T: float, W: float, M: float, A: float) -> np.ndarray:
     f = -mf_a * a
     p = np.zeros(N_PARAMS)
     p[_A], p[_B], p[_C], p[_D], p[_F] = a, b, c, d, f
-    p[_X1], p[_XTAYLOR], p[_W] = x1, x1 + w / 4.0, w
+    # Taylor series within a quarter linear width of data zero (at least 0.0125 scale units: with W -> 0
+    # the closed form cancels catastrophically for tiny data values)
+    p[_X1], p[_XTAYLOR], p[_W] = x1, x1 + max(w, 0.05) / 4.0, w
     # Taylor series of B around x1 (data zero), avoiding the cancellation of the closed form there
     pos = a * math.exp(b * x1)
     neg = -c / math.exp(d * x1)
@@ -140,7 +148,9 @@ def hyperlog_params(T: float, W: float, M: float, A: float) -> np.ndarray:
     f = f_a * a
     p = np.zeros(N_PARAMS)
     p[_A], p[_B], p[_C], p[_F] = a, b, c, f
-    p[_X1], p[_XTAYLOR], p[_W] = x1, x1 + w / 4.0, w
+    # Taylor series within a quarter linear width of data zero (at least 0.0125 scale units: with W -> 0
+    # the closed form cancels catastrophically for tiny data values)
+    p[_X1], p[_XTAYLOR], p[_W] = x1, x1 + max(w, 0.05) / 4.0, w
     coef = a * math.exp(b * x1)
     for i in range(TAYLOR_LENGTH):
         coef *= b / (i + 1)
@@ -192,6 +202,8 @@ def logicle_value(x: float, p) -> float:
         y = x1 + x / p[_TAYLOR0]  # quasi-linear region
     else:
         y = math.log(x / a) / b
+        if y < x1:  # (f = 0 when W = 0) a positive value lies above x1: start from the linear guess
+            y = x1 + x / p[_TAYLOR0]
     tol = 3.0 * _EPS
     if y > 1.0:
         tol = 3.0 * y * _EPS
@@ -243,6 +255,8 @@ def hyperlog_value(x: float, p) -> float:
         y = x1 + x * p[_W] / p[_GUESS]
     else:
         y = math.log(x / a) / b
+        if y < x1:
+            y = x1 + x * p[_W] / p[_GUESS]
     tol = 3.0 * _EPS
     if y > 1.0:
         tol = 3.0 * y * _EPS
@@ -263,67 +277,72 @@ def hyperlog_value(x: float, p) -> float:
 
 
 @njit(cache=True)
-def _fill_table(p, code, T):
-    """Tabulate exact scale values and slopes for data values |x| in [0, 8T], on knots uniform in log(|x| + s).
+def _slope(code, y, p):
+    # d(data)/d(scale) at scale value y (>= x1): B'(y) for logicle, EH'(y) for hyperlog
+    if code == LOGICLE:
+        return p[_A] * p[_B] * math.exp(p[_B] * y) + p[_C] * p[_D] * math.exp(-p[_D] * y)
+    return p[_A] * p[_B] * math.exp(p[_B] * y) + p[_C]
 
-    Both curves are odd around data zero (``y(-x) = 2 x1 - y(x)``), so only |x| is tabulated; in
-    ``u = log(|x| + s)`` (``s`` = the data value one linear width above zero) they are smooth and close to
-    linear at both ends, so cubic Hermite interpolation between 2048 knots is accurate to ~1e-12 scale
-    units (tested against the exact solver). Larger |x| use the exact solver.
+
+@njit(cache=True)
+def _fill_table(p, code, T):
+    """Tabulate exact values and slopes on 64 equal segments per octave of |x| (48 octaves up to >= 8T).
+
+    Both curves are odd around data zero (``y(-x) = 2 x1 - y(x)``), so only |x| is tabulated. A float64's
+    biased exponent and top 6 mantissa bits select the segment and its remaining mantissa bits are the
+    exact position t in [0, 1) inside it, so a lookup needs no logarithm; within a segment (|x| varies by
+    at most 1/64) cubic Hermite interpolation is accurate to ~1e-9 scale units (tested against the exact
+    solver). |x| outside the table (below ~T 2^-44, above ~8T, zero, NaN) uses the exact solver.
     """
+    e_hi = int(math.ceil(math.log2(8.0 * T)))
+    e_lo = e_hi - N_OCTAVES
+    p[_E_LO] = e_lo
+    p[_K0] = np.float64(np.float64(math.ldexp(1.0, e_lo)).view(np.uint64) >> _SHIFT)
     x1 = p[_X1]
-    step = max(p[_W], 0.05)
-    s = logicle_inverse_value(x1 + step, p) if code == LOGICLE else hyperlog_inverse_value(x1 + step, p)
-    ulo = math.log(s)
-    du = (math.log(8.0 * T + s) - ulo) / (TABLE_SIZE - 1)
-    p[_S], p[_ULO], p[_INV_DU] = s, ulo, 1.0 / du
-    p[_XHI] = math.exp(ulo + du * (TABLE_SIZE - 1)) - s
-    a, b, c, d = p[_A], p[_B], p[_C], p[_D]
-    for i in range(TABLE_SIZE):
-        u = ulo + du * i
-        x = math.exp(u) - s if i > 0 else 0.0
+    for k in range(N_SEG):
+        e = e_lo + (k >> SEG_BITS)
+        width = math.ldexp(1.0, e - SEG_BITS)
+        xa = math.ldexp(1.0, e) + (k & ((1 << SEG_BITS) - 1)) * width
+        xb = xa + width
         if code == LOGICLE:
-            y = logicle_value(x, p)
-            slope = a * b * math.exp(b * y) + c * d * math.exp(-d * y)  # dB/dy
+            ya, yb = logicle_value(xa, p), logicle_value(xb, p)
         else:
-            y = hyperlog_value(x, p)
-            slope = a * b * math.exp(b * y) + c
-        p[_TABLE0 + 2 * i] = y - x1
-        p[_TABLE0 + 2 * i + 1] = math.exp(u) / slope * du  # dy/du scaled to one knot interval
+            ya, yb = hyperlog_value(xa, p), hyperlog_value(xb, p)
+        j = _TABLE0 + 4 * k
+        p[j] = ya - x1
+        p[j + 1] = width / _slope(code, ya, p)  # dy/dt with t in [0, 1] across the segment
+        p[j + 2] = yb - x1
+        p[j + 3] = width / _slope(code, yb, p)
 
 
 @njit(cache=True, inline="always")
-def _table_value(x, p):
-    ax = abs(x)
-    uu = (math.log(ax + p[_S]) - p[_ULO]) * p[_INV_DU]
-    i = int(uu)
-    if i > TABLE_SIZE - 2:
-        i = TABLE_SIZE - 2
-    elif i < 0:
-        i = 0
-    t = uu - i
-    j = _TABLE0 + 2 * i
+def _table_lookup(x, p):
+    # (found, scale value) for |x| inside the table
+    bits = np.float64(abs(x)).view(np.uint64)
+    k = np.int64(bits >> _SHIFT) - np.int64(p[_K0])
+    if k < 0 or k >= N_SEG:
+        return False, 0.0
+    t = np.float64(bits & _MANT_MASK) * _T_SCALE
+    j = _TABLE0 + 4 * k
     y0, m0, y1, m1 = p[j], p[j + 1], p[j + 2], p[j + 3]
     t2 = t * t
     t3 = t2 * t
     g = (2.0 * t3 - 3.0 * t2 + 1.0) * y0 + (t3 - 2.0 * t2 + t) * m0 + (3.0 * t2 - 2.0 * t3) * y1 + (t3 - t2) * m1
-    return p[_X1] + g if x >= 0.0 else p[_X1] - g
+    return True, (p[_X1] + g if x >= 0.0 else p[_X1] - g)
 
 
 @njit(cache=True)
 def logicle_fast(x: float, p) -> float:
-    """Logicle scale value by table lookup for |x| <= ~8T, by the exact solver beyond (and for NaN)."""
-    if abs(x) <= p[_XHI]:
-        return _table_value(x, p)
-    return logicle_value(x, p)
+    """Logicle scale value by table lookup, by the exact solver outside the table (and for 0, NaN)."""
+    found, y = _table_lookup(x, p)
+    return y if found else logicle_value(x, p)
 
 
 @njit(cache=True)
 def hyperlog_fast(x: float, p) -> float:
-    """Hyperlog scale value by table lookup for |x| <= ~8T, by the exact solver beyond (and for NaN)."""
-    if abs(x) <= p[_XHI]:
-        return _table_value(x, p)
-    return hyperlog_value(x, p)
+    """Hyperlog scale value by table lookup, by the exact solver outside the table (and for 0, NaN)."""
+    found, y = _table_lookup(x, p)
+    return y if found else hyperlog_value(x, p)
 
 
 @njit(cache=True)
