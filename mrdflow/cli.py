@@ -26,6 +26,8 @@ COMMANDS: dict[str, str] = {
     "simulate": "simulate",
     "validate-panel": "validate_panel",
     "gate": "gate",
+    "run": "run",
+    "analyze": "analyze",
 }
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2

@@ -182,7 +182,9 @@ class CompensationSpec(_Model):
 
 
 class MrdSettings(_Model):
-    """MRD quantification thresholds (DOMAIN §1.3, §2.3)."""
+    """MRD quantification thresholds (DOMAIN §1.3, §2.3). ``pcl_min_pct``: circulating plasma cells, % of
+    leukocytes (evaluable cells), at or above which a blood specimen meets the plasma-cell-leukaemia criterion
+    (5 %, IMWG 2021); used when ``specimen: peripheral_blood``."""
 
     lod_events: int = Field(default=20, gt=0)
     lloq_events: int = Field(default=50, gt=0)
@@ -191,6 +193,7 @@ class MrdSettings(_Model):
     kappa_lambda_kappa_above: float = Field(default=4.0, gt=0)
     kappa_lambda_lambda_below: float = Field(default=0.5, gt=0)
     clonality_min_cells: int = Field(default=100, gt=0)
+    pcl_min_pct: float = Field(default=5.0, gt=0, lt=100)
 
     @model_validator(mode="after")
     def _ordered(self) -> "MrdSettings":
@@ -236,9 +239,12 @@ class Panel(_Model):
     compensation: CompensationSpec = CompensationSpec()
     transforms: TransformDefaults = TransformDefaults()
     template: Path
+    specimen: Literal["bone_marrow", "peripheral_blood"] = "bone_marrow"
     mrd: MrdSettings = MrdSettings()
     qc: QcSettings = QcSettings()
     output_dir: Path = Path("results")
+    #: results store shared by runs (SQLite); None = ``mrdflow.sqlite`` in the run's output folder
+    store: Optional[Path] = None
     source: Optional[Path] = None
     base_dir: Path = Path(".")
 
@@ -312,6 +318,7 @@ def panel_from_dict(data: dict, *, source: str | Path = "<panel>", base_dir: Pat
     update = {
         "template": panel.template if panel.template.is_absolute() else base / panel.template,
         "output_dir": panel.output_dir if panel.output_dir.is_absolute() else base / panel.output_dir,
+        "store": panel.store if panel.store is None or panel.store.is_absolute() else base / panel.store,
         "compensation": comp,
         "source": Path(source) if source != "<panel>" else None,
         "base_dir": base,

@@ -38,6 +38,8 @@ class TubeSetup:
     upper_limits : template dimension → top of its scale in transformed units ($PnR − 1, linearized and
         transformed).
     warnings : e.g. ``spillover_missing``.
+    template : the template restricted to this tube's markers (see :func:`tube_template`); gate with it.
+    dropped : template populations this tube cannot evaluate (their markers belong to another tube).
     """
 
     tube: str
@@ -47,6 +49,8 @@ class TubeSetup:
     spillover: Any
     upper_limits: dict[str, float]
     warnings: list[str] = field(default_factory=list)
+    template: Template | None = None
+    dropped: list[str] = field(default_factory=list)
 
 
 def check_tube(panel: Panel, tube: str, fcs: Any, template: Template) -> TubeSetup:
@@ -61,6 +65,7 @@ def check_tube(panel: Panel, tube: str, fcs: Any, template: Template) -> TubeSet
     file = getattr(fcs, "path", "<file>")
     channels = fcs.channels
     markers = resolve_markers(panel, tube, channels, file=file)
+    template, dropped = tube_template(panel, tube, template, markers, channels)
     try:
         index = resolve_dims(template.dims(), markers, channels, where=f"{template.source or '<template>'}",
                              file=file)
@@ -81,7 +86,22 @@ def check_tube(panel: Panel, tube: str, fcs: Any, template: Template) -> TubeSet
         t = transforms.get(ch.name)
         upper[dim] = float((t.apply(top) if t is not None else top)[0])
     return TubeSetup(tube=tube, markers=markers, index=index, transforms=transforms, spillover=spill,
-                     upper_limits=upper, warnings=warnings)
+                     upper_limits=upper, warnings=warnings, template=template, dropped=dropped)
+
+
+def tube_template(panel: Panel, tube: str, template: Template, markers, channels) -> tuple[Template, list[str]]:
+    """The part of ``template`` this tube can evaluate.
+
+    Populations whose dimensions are markers the panel lists for *another* tube only (e.g. CD117 in NGF tube 1,
+    cyIgKappa in tube 2) are dropped with their descendants; any other unresolvable dimension stays and is
+    reported as an error by the dimension check (a typo is never silently dropped).
+    """
+    from mrdflow.panel import normalize_marker
+
+    here = {normalize_marker(m) for m in markers} | {normalize_marker(c.name) for c in channels}
+    elsewhere = {normalize_marker(m.name) for t, spec in panel.tubes.items() if t != tube for m in spec.markers}
+    missing = {d for d in template.dims() if normalize_marker(d) not in here and normalize_marker(d) in elsewhere}
+    return template.without_dims(missing)
 
 
 def _spillover(panel: Panel, fcs: Any, channels, warnings: list[str]):
@@ -120,5 +140,29 @@ def prepare_tube(panel: Panel, tube: str, fcs: Any, template: Template) -> TubeS
     from mrdflow.scaling import scale_events
 
     setup = check_tube(panel, tube, fcs, template)
+    require_finite(fcs)
     scale_events(fcs.events, [c.name for c in fcs.channels], setup.spillover, setup.transforms)
     return setup
+
+
+def require_finite(fcs: Any) -> None:
+    """Raise :class:`~mrdflow.errors.FcsError` when the events hold NaN or ±inf (corrupt DATA): compensation
+    would spread them to every channel and gates would silently drop the events.
+
+    One parallel pass over the events without temporaries (:func:`mrdflow.kernels.checks.count_nonfinite`); the
+    first bad event is searched only in a column that has one.
+    """
+    from mrdflow.errors import FcsError
+    from mrdflow.kernels.checks import count_nonfinite
+
+    events = fcs.events
+    if events.size == 0:
+        return
+    for j in np.flatnonzero(count_nonfinite(events)):
+        bad = np.flatnonzero(~np.isfinite(events[:, j]))
+        if bad.size:
+            ch = fcs.channels[j]
+            name = f"{ch.name} ({ch.marker})" if getattr(ch, "marker", None) else ch.name
+            raise FcsError(getattr(fcs, "path", "<file>"),
+                           f"DATA holds {bad.size} non-finite value(s) (NaN or ±inf) in channel {name}, first at "
+                           f"event {int(bad[0]) + 1}; expected finite numbers in every event (corrupt file?)")

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
         (group,) = group_files(panel, [args.file], keywords_of=lambda _: fcs.keywords)
         (tube,) = group.tubes
     setup = prepare_tube(panel, tube, fcs, template)
-    result = gate_events(fcs.events, setup.index, template, upper_limits=setup.upper_limits)
+    result = gate_events(fcs.events, setup.index, setup.template, upper_limits=setup.upper_limits)
     print(f"{args.file.name}: tube {tube}, {result.n_events} events, template {template.name}"
           + (f" [{'; '.join(setup.warnings)}]" if setup.warnings else ""))
     print(format_tree(result))

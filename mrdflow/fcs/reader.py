@@ -150,7 +150,10 @@ def read_fcs(
         spillover = spillover_from_keywords(ds.keywords, [c.name for c in channels], path)
     except SpilloverError as exc:
         if spillover_errors == "raise":
-            raise
+            if str(path) in str(exc):
+                raise
+            # the matrix's own source is a keyword name: say which file it is in
+            raise SpilloverError(path, f"keyword {exc.path}: {exc.reason}") from None
         warnings.append(f"spillover ignored: {exc.reason}")
     data = FcsData(path, ds.version, ds.keywords, channels, events, spillover, warnings, dataset, start, length)
     if linearize:

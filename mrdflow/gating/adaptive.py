@@ -203,9 +203,12 @@ class DensityValley(_Density1D):
     keep : ``"above"`` keeps events ≥ threshold (positive population), ``"below"`` keeps events < threshold.
     bounds : ``[low, high]`` in transformed units to search in (default: 0.1–99.9 % quantiles of the data).
     min_prominence : a mode counts when its prominence is ≥ this fraction of the highest density.
+    pick : which two modes the valley lies between: ``"highest"`` (default, the two highest) or ``"lowest"``
+        (the two lowest in position, e.g. debris below the first cell population on FSC).
     fallback : when fewer than two modes are found — a number is used as the threshold; ``"shoulder"``
         (default) puts it at ``mode + shoulder_k·σ`` above the single mode (σ from its upper half-maximum), i.e.
-        the positive population is assumed absent.
+        the positive population is assumed absent; ``"shoulder_below"`` puts it at ``mode − shoulder_k·σ``
+        (σ from the lower half-maximum), i.e. the single mode is the positive population.
     shoulder_k : see ``fallback``.
     bins, adjust : density grid size and bandwidth multiplier (Silverman's rule × adjust).
 
@@ -216,8 +219,10 @@ class DensityValley(_Density1D):
 
     def __init__(self, *, keep: str = "above", bounds: list[float] | None = None,
                  min_prominence: float = 0.05, fallback: float | str = "shoulder", shoulder_k: float = 3.0,
-                 bins: int = 512, adjust: float = 1.0, max_events: int = 200_000, seed: int = 0):
+                 pick: str = "highest", bins: int = 512, adjust: float = 1.0, max_events: int = 200_000,
+                 seed: int = 0):
         super().__init__(keep=keep, bounds=bounds, bins=bins, adjust=adjust, max_events=max_events, seed=seed)
+        self.pick = pick
         self.min_prominence = min_prominence
         self.fallback = fallback
         self.shoulder_k = shoulder_k
@@ -226,9 +231,12 @@ class DensityValley(_Density1D):
         super().validate(n_dims)
         if not isinstance(self.min_prominence, (int, float)) or not 0 < self.min_prominence < 1:
             raise ValueError(f"min_prominence must be between 0 and 1, found {self.min_prominence!r}")
-        if self.fallback != "shoulder" and not (isinstance(self.fallback, (int, float))
-                                                 and not isinstance(self.fallback, bool)):
-            raise ValueError(f"fallback must be 'shoulder' or a threshold number, found {self.fallback!r}")
+        if self.fallback not in ("shoulder", "shoulder_below") and not (
+                isinstance(self.fallback, (int, float)) and not isinstance(self.fallback, bool)):
+            raise ValueError(f"fallback must be 'shoulder', 'shoulder_below' or a threshold number, "
+                             f"found {self.fallback!r}")
+        if self.pick not in ("highest", "lowest"):
+            raise ValueError(f"pick must be 'highest' or 'lowest', found {self.pick!r}")
         if not isinstance(self.shoulder_k, (int, float)) or not self.shoulder_k > 0:
             raise ValueError(f"shoulder_k must be a positive number, found {self.shoulder_k!r}")
 
@@ -238,7 +246,10 @@ class DensityValley(_Density1D):
         peaks, props = signal.find_peaks(np.r_[0.0, dens, 0.0], prominence=self.min_prominence * dens.max())
         peaks = peaks - 1
         if peaks.size >= 2:
-            top2 = np.sort(peaks[np.argsort(dens[peaks])[-2:]])
+            if self.pick == "lowest":
+                top2 = np.sort(peaks)[:2]
+            else:
+                top2 = np.sort(peaks[np.argsort(dens[peaks])[-2:]])
             between = slice(top2[0], top2[1] + 1)
             valley = top2[0] + int(np.argmin(dens[between]))
             self.threshold_ = float(centers[valley])
@@ -248,8 +259,9 @@ class DensityValley(_Density1D):
             mode_i = int(np.argmax(dens))
             self.modes_ = (float(centers[mode_i]),)
             self.used_fallback_ = True
-            if self.fallback == "shoulder":
-                self.threshold_, _ = _shoulder(centers, dens, mode_i, "above", self.shoulder_k, h)
+            if self.fallback in ("shoulder", "shoulder_below"):
+                side = "above" if self.fallback == "shoulder" else "below"
+                self.threshold_, _ = _shoulder(centers, dens, mode_i, side, self.shoulder_k, h)
             else:
                 self.threshold_ = float(self.fallback)
         self.geometry_ = _range_geometry(self.threshold_, self.keep)
@@ -257,25 +269,30 @@ class DensityValley(_Density1D):
 
 
 class Tail(_Density1D):
-    """1-D threshold on the shoulder of the single dominant peak: ``mode ± k·σ``.
+    """1-D threshold on the shoulder of one peak: ``mode ± k·σ``.
 
     σ is estimated from the half-maximum crossing on ``side`` of the peak (robust to a minor population in the
     tail). ``side="above"`` puts the threshold right of the peak; ``keep`` says which side of it is kept
-    (default: the tail beyond the peak, i.e. ``keep`` = ``side``).
+    (default: the tail beyond the peak, i.e. ``keep`` = ``side``). ``peak`` chooses the peak: ``"dominant"``
+    (default, the highest), ``"first"`` or ``"last"`` (the lowest / highest in position among the peaks with a
+    prominence ≥ ``min_prominence`` of the highest density) — e.g. ``first`` for the negative population when a
+    positive one may dominate (a leukaemic blood), ``last`` for the brightest population of a positive gate.
 
     Attributes
     ----------
     threshold_, mode_, sigma_, geometry_.
     """
 
-    def __init__(self, *, side: str = "above", k: float = 3.0, keep: str | None = None,
-                 bounds: list[float] | None = None, bins: int = 512, adjust: float = 1.0,
-                 max_events: int = 200_000, seed: int = 0):
+    def __init__(self, *, side: str = "above", k: float = 3.0, keep: str | None = None, peak: str = "dominant",
+                 min_prominence: float = 0.05, bounds: list[float] | None = None, bins: int = 512,
+                 adjust: float = 1.0, max_events: int = 200_000, seed: int = 0):
         super().__init__(keep=keep if keep is not None else side, bounds=bounds, bins=bins, adjust=adjust,
                          max_events=max_events, seed=seed)
         self.keep = keep
         self.side = side
         self.k = k
+        self.peak = peak
+        self.min_prominence = min_prominence
 
     def validate(self, n_dims: int | None = None) -> None:
         keep = self.keep
@@ -288,11 +305,20 @@ class Tail(_Density1D):
             raise ValueError(f"side must be 'above' or 'below', found {self.side!r}")
         if not isinstance(self.k, (int, float)) or not self.k > 0:
             raise ValueError(f"k must be a positive number, found {self.k!r}")
+        if self.peak not in ("dominant", "first", "last"):
+            raise ValueError(f"peak must be 'dominant', 'first' or 'last', found {self.peak!r}")
+        if not isinstance(self.min_prominence, (int, float)) or not 0 < self.min_prominence < 1:
+            raise ValueError(f"min_prominence must be between 0 and 1, found {self.min_prominence!r}")
 
     def fit(self, X: np.ndarray) -> "Tail":
         x = self._prepare(X)[:, 0]
         centers, dens, h = _smoothed_density(x, self.bounds, self.bins, self.adjust)
         mode_i = int(np.argmax(dens))
+        if self.peak != "dominant":
+            peaks, _ = signal.find_peaks(np.r_[0.0, dens, 0.0], prominence=self.min_prominence * dens.max())
+            peaks = peaks - 1
+            if peaks.size:
+                mode_i = int(peaks.min() if self.peak == "first" else peaks.max())
         self.mode_ = float(centers[mode_i])
         self.threshold_, self.sigma_ = _shoulder(centers, dens, mode_i, self.side, self.k, h)
         self.geometry_ = _range_geometry(self.threshold_, self.keep if self.keep is not None else self.side)

@@ -87,6 +87,7 @@ class GatingResult:
     gates : the fixed gate (mrdflow.gating.gates) each population was evaluated with — for adaptive nodes,
         the geometry they chose on this sample.
     fitted : the fitted adaptive estimators by population (their ``*_`` attributes tell what they chose).
+    warnings : adaptive populations left empty because their parent had fewer than ``MIN_FIT_EVENTS`` events.
     """
 
     template: Template
@@ -96,6 +97,7 @@ class GatingResult:
     counts: dict[str, int]
     gates: dict[str, Gate]
     fitted: dict[str, AdaptiveGate] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
     _packed: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     def mask(self, name: str) -> np.ndarray:
@@ -130,7 +132,8 @@ class GatingResult:
 
 
 def gate_events(events: np.ndarray, index: Mapping[str, int], template: Template, *,
-                upper_limits: Mapping[str, float] | None = None) -> GatingResult:
+                upper_limits: Mapping[str, float] | None = None,
+                root_mask: np.ndarray | None = None) -> GatingResult:
     """Evaluate ``template`` on one tube's compensated, transformed events.
 
     Parameters
@@ -140,6 +143,9 @@ def gate_events(events: np.ndarray, index: Mapping[str, int], template: Template
     template : the validated template.
     upper_limits : dimension → top of its scale in transformed units (the transformed $PnR − 1), used by
         ``margin`` gates whose ``upper`` is not given.
+    root_mask : optional bool mask (n_events,) of the events the tree starts from (e.g. the events kept by
+        time/flow-rate QC): top-level populations are evaluated, and fitted, on these events only. Events
+        outside it belong to no population (label 0).
 
     Raises
     ------
@@ -151,6 +157,11 @@ def gate_events(events: np.ndarray, index: Mapping[str, int], template: Template
     if events.ndim != 2:
         raise GateError(f"events must be a 2-D (events × channels) array, found shape {events.shape}")
     n = events.shape[0]
+    if root_mask is not None:
+        root_mask = np.asarray(root_mask)
+        if root_mask.dtype != np.bool_ or root_mask.shape != (n,):
+            raise GateError(f"root_mask must be a bool array of shape ({n},), found {root_mask.dtype} "
+                            f"{root_mask.shape}")
     src = template.source or "<template>"
     missing = [d for d in template.dims() if d not in index]
     if missing:
@@ -165,6 +176,7 @@ def gate_events(events: np.ndarray, index: Mapping[str, int], template: Template
             last_use[dep] = i
 
     live: dict[str, np.ndarray] = {}
+    warnings: list[str] = []
     packed: dict[str, np.ndarray] = {}
     counts: dict[str, int] = {}
     gates: dict[str, Gate] = {}
@@ -172,12 +184,19 @@ def gate_events(events: np.ndarray, index: Mapping[str, int], template: Template
     col_index = {d: int(index[d]) for d in template.dims()}
 
     for i, (name, node) in enumerate(template.nodes.items()):
-        parent = None if node.parent == ROOT else live[node.parent]
+        parent = root_mask if node.parent == ROOT else live[node.parent]
         if node.kind == "gate":
             gate = build_gate(node.gate, node.dims)
         elif node.kind == "method":
-            est, gate = _fit_adaptive(node, events, col_index, parent, live, upper_limits, src)
-            fitted[name] = est
+            n_parent = n if parent is None else int(np.count_nonzero(parent))
+            if n_parent < MIN_FIT_EVENTS and node.method != "margin":
+                # nothing to place a gate on (e.g. no CD117+ cells in blood): the population is empty
+                gate = _empty_gate(node.dims)
+                warnings.append(f"population {name!r}: parent {node.parent!r} has {n_parent} event(s), fewer than "
+                                f"{MIN_FIT_EVENTS} needed to place the {node.method} gate; population left empty")
+            else:
+                est, gate = _fit_adaptive(node, events, col_index, parent, live, upper_limits, src)
+                fitted[name] = est
         else:
             gate = boolean_gate(node.boolean)
         gates[name] = gate
@@ -197,7 +216,16 @@ def gate_events(events: np.ndarray, index: Mapping[str, int], template: Template
         m = np.unpackbits(packed[names[i]], count=n).view(bool)
         labels[m] = i + 1
     return GatingResult(template=template, n_events=n, labels=labels, label_names=(ROOT, *names),
-                        counts=counts, gates=gates, fitted=fitted, _packed=packed)
+                        counts=counts, gates=gates, fitted=fitted, warnings=warnings, _packed=packed)
+
+
+#: fewest parent events an adaptive gate is fitted on; below, the population is left empty (with a warning)
+MIN_FIT_EVENTS = 10
+
+
+def _empty_gate(dims: tuple[str, ...]) -> Gate:
+    """A gate no event satisfies (the range [+inf, +inf) on the first dimension: finite values never reach it)."""
+    return RangeGate.on(dims[0], float(np.finfo(np.float32).max), None)
 
 
 def _fit_adaptive(node: Node, events: np.ndarray, index: Mapping[str, int], parent: np.ndarray | None,

@@ -41,6 +41,8 @@ KNOWN_ROLES = frozenset({
     "evaluable", "plasma_cell", "normal_pc", "aberrant_pc", "normal_pc_reference", "kappa", "lambda",
     "mast_cell", "bcp", "nrbc", "myeloid_precursor", "neutrophil", "immature_granulocyte", "lymphocyte",
     "monocyte", "singlet", "margin_ok", "time_ok", "debris",
+    # internal reference populations of the plasma-cell phenotype (mrdflow.pipeline)
+    "t_cell", "nk_cell", "b_cell", "granulocyte",
 })
 
 _GATE_FIELDS: dict[str, tuple[set[str], tuple[int, int | None]]] = {
@@ -94,6 +96,26 @@ class Template:
     def by_role(self, role: str) -> list[str]:
         """Names of the populations carrying ``role`` (evaluation order)."""
         return [n.name for n in self.nodes.values() if role in n.roles]
+
+    def without_dims(self, missing: "set[str] | frozenset[str]") -> tuple["Template", list[str]]:
+        """This template without the populations that need a dimension in ``missing``.
+
+        A population is dropped when one of its own dims is missing, when its parent is dropped, or when it
+        refers to a dropped population (boolean operand, reference). Used for a tube that lacks some of the
+        template's markers (NGF tube 2 has no CD117/CD81, tube 1 no cytoplasmic light chains). Returns the
+        reduced template and the names dropped (template order).
+        """
+        missing = set(missing)
+        dropped: set[str] = set()
+        for name, node in self.nodes.items():  # evaluation order: parents and references come first
+            if (set(node.dims) & missing or (node.parent != ROOT and node.parent in dropped)
+                    or any(r in dropped for r in node.references())):
+                dropped.add(name)
+        if not dropped:
+            return self, []
+        kept = {n: node for n, node in self.nodes.items() if n not in dropped}
+        return (Template(name=self.name, nodes=kept, source=self.source),
+                [n for n in self.nodes if n in dropped])
 
     def dims(self) -> list[str]:
         """Every dimension any node uses (first-use order)."""

@@ -1,0 +1,543 @@
+"""One sample, end to end: FCS files → :class:`~mrdflow.result.SampleResult`.
+
+:func:`analyze_sample` is the only place that strings the steps together (DESIGN.md §1), tube by tube:
+
+1. read the file (linear, $PnG-scaled values) and resolve the panel's markers (:func:`mrdflow.tube.prepare_tube`:
+   one fused compensation + transform pass, in place on the float32 events);
+2. time/flow-rate QC (:func:`mrdflow.qc.time.time_qc`): events of unstable stretches never enter the tree;
+3. gate with the panel's template restricted to the tube's markers (:func:`mrdflow.gating.engine.gate_events`):
+   margins → singlets → debris → evaluable nucleated cells → plasma cells, κ/λ and the reference populations;
+4. normal vs aberrant plasma cells (:func:`mrdflow.gating.phenotype.classify_plasma_cells`), every marker's
+   boundary derived from the tube's own reference populations (found by template *role*, see
+   :data:`REFERENCE_ROLES`), plus light-chain restriction in a κ/λ tube
+   (:func:`mrdflow.gating.light_chain.light_chain_restricted`);
+5. quantification over the tubes (:func:`mrdflow.mrd.quantify`), acquisition adequacy, hemodilution and, for a
+   blood panel, circulating plasma cells as % of leukocytes and the plasma-cell-leukaemia criterion.
+
+Pure: reads only the given files and the panel/template; writes nothing. Any problem is a
+:class:`~mrdflow.errors.MrdflowError` naming the file, which the batch layer turns into a failed row.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+from mrdflow.errors import AnalysisError, FcsError, MrdflowError, PanelError
+from mrdflow.gating.light_chain import KAPPA, LAMBDA, NO_CHAIN, light_chain_restricted
+from mrdflow.gating.pc_markers import NORMAL_PC_PATTERN, MarkerReference
+from mrdflow.gating.phenotype import PhenotypeResult, classify_plasma_cells
+from mrdflow.mrd import MrdThresholds, TubeCounts, quantify
+from mrdflow.panel import Panel, load_panel
+from mrdflow.result import PopulationCount, SampleResult, TubePlotData
+
+__all__ = ["analyze_sample", "analyze_sample_tubes", "REFERENCE_ROLES", "TubeAnalysis", "PLOT_EVENTS"]
+
+#: marker → (negative reference roles, positive reference roles); the first role of each list with enough
+#: events in the tube is used. ``plasma_cell_bright`` is the brightest quarter of the tube's plasma cells
+#: (normal-PC CD38 brightness). DOMAIN.md §2.4; the issue's examples (CD19 from T vs B, CD56 from T vs NK,
+#: CD117 from lymphocytes vs mast cells, CD45 from NRBC vs lymphocytes, CD27/CD81 from their expressers).
+REFERENCE_ROLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "CD19": (("t_cell",), ("b_cell",)),
+    "CD56": (("t_cell",), ("nk_cell",)),
+    "CD27": (("granulocyte",), ("t_cell",)),
+    "CD81": (("granulocyte",), ("bcp", "lymphocyte")),
+    "CD117": (("lymphocyte",), ("mast_cell", "myeloid_precursor")),
+    "CD45": (("nrbc",), ("lymphocyte",)),
+    "CD38": (("t_cell",), ("plasma_cell_bright",)),
+}
+#: the bone-marrow-restricted roles judged for hemodilution
+HEMODILUTION_ROLES = ("mast_cell", "bcp", "nrbc", "myeloid_precursor")
+#: events per tube kept for the report's plots
+PLOT_EVENTS = 100_000
+#: events of a reference population used for its median/spread (a seeded subsample beyond this)
+_REFERENCE_EVENTS = 50_000
+_MIN_REFERENCE_EVENTS = 20
+
+
+@dataclass
+class TubeAnalysis:
+    """What one tube contributed (kept in ``SampleResult.details["tubes"]`` as plain values)."""
+
+    tube: str
+    file: Path
+    counts: TubeCounts
+    role_counts: dict[str, int]
+    steps: dict[str, int]
+    details: dict[str, Any]
+    populations: list[PopulationCount]
+    plot: TubePlotData | None
+    plasma_cell_index: np.ndarray  # event indices (file order) of the plasma cells
+    aberrant_index: np.ndarray  # event indices (file order) of the PCs called aberrant
+    time_kept: np.ndarray  # bool per event: kept by time/flow-rate QC
+
+
+def analyze_sample(files: Sequence[str | Path], panel: Panel | str | Path, *, sample_id: str | None = None,
+                   plot_data: bool = False) -> SampleResult:
+    """Analyse one sample (its one or two tube files) with a panel; see :func:`analyze_sample_tubes`."""
+    return analyze_sample_tubes(files, panel, sample_id=sample_id, plot_data=plot_data)[0]
+
+
+def analyze_sample_tubes(files: Sequence[str | Path], panel: Panel | str | Path, *, sample_id: str | None = None,
+                         plot_data: bool = False) -> tuple[SampleResult, list[TubeAnalysis]]:
+    """Analyse one sample (its one or two tube files) with a panel.
+
+    Parameters
+    ----------
+    files : the FCS files of the sample, one per panel tube (which file is which tube comes from the panel's
+        grouping rule: file-name pattern or FCS keyword).
+    panel : a validated :class:`~mrdflow.panel.Panel` or the path of its YAML file.
+    sample_id : overrides the id the grouping rule gives.
+    plot_data : also fill ``SampleResult.plots`` (≤ 100 k scaled events per tube with labels, gate geometry,
+        parents and the time-QC trace) for the QC report.
+
+    Returns
+    -------
+    SampleResult
+        ``status="ok"``; the results.csv fields, ``populations`` rows per tube (with ``aberrant_pc`` and
+        ``normal_pc`` under the plasma-cell population) and named ``details``.
+    list[TubeAnalysis]
+        Per tube, its counts and the event indices of its plasma cells and aberrant calls (for validation).
+
+    Raises
+    ------
+    MrdflowError
+        A file cannot be read, does not fit the panel, a gate cannot be placed, or the files do not form one
+        sample — the message names the file.
+    """
+    from mrdflow.gating.template import load_template
+    from mrdflow.panel_files import group_files
+
+    if not isinstance(panel, Panel):
+        panel = load_panel(panel)
+    paths = [Path(f) for f in files]
+    if not paths:
+        raise AnalysisError("analyze_sample: no files given")
+    template = load_template(panel.template)
+    groups = _group(panel, paths, group_files)
+    if len(groups) != 1:
+        raise AnalysisError(f"files {', '.join(p.name for p in paths)} form {len(groups)} samples "
+                            f"({', '.join(g.sample_id for g in groups)}), expected one")
+    group = groups[0]
+    sid = sample_id or group.sample_id
+    thresholds = MrdThresholds(
+        lod_events=panel.mrd.lod_events, lloq_events=panel.mrd.lloq_events,
+        required_sensitivity=panel.mrd.required_sensitivity, kappa_ratio_min=panel.mrd.kappa_lambda_kappa_above,
+        lambda_ratio_max=panel.mrd.kappa_lambda_lambda_below, min_cells_for_clonality=panel.mrd.clonality_min_cells)
+
+    tubes: list[TubeAnalysis] = []
+    for tube, path in group.tubes.items():
+        try:
+            tubes.append(_analyze_tube(panel, template, tube, path, plot_data=plot_data, seed=_seed(sid, tube)))
+        except FcsError:
+            raise
+        except MrdflowError as exc:
+            raise _with_file(exc, path) from None
+    return _sample_result(panel, sid, paths, tubes, thresholds), tubes
+
+
+# ------------------------------------------------------------------------------------------------ one tube
+
+
+def _analyze_tube(panel: Panel, template, tube: str, path: Path, *, plot_data: bool, seed: int) -> TubeAnalysis:
+    from mrdflow.fcs import read_fcs
+    from mrdflow.gating.engine import gate_events
+    from mrdflow.panel_files import is_time
+    from mrdflow.tube import prepare_tube
+
+    fcs = read_fcs(path, linearize=True)
+    setup = prepare_tube(panel, tube, fcs, template)
+    ev = fcs.events
+    n = ev.shape[0]
+    tmpl = setup.template
+    marker_cols = {m: c for m, c in setup.markers.items()}
+
+    # time / flow-rate QC before any gate
+    time_col = next((c.index for c in fcs.channels if is_time(c.name)), None)
+    tq = None
+    warnings = list(setup.warnings)
+    if panel.qc.time.enabled and time_col is not None and n > 0:
+        from mrdflow.qc.time import TimeQcSettings, time_qc
+
+        s = panel.qc.time
+        tq = time_qc(ev, time_col, sorted(set(marker_cols.values())),
+                     TimeQcSettings(min_events_per_bin=s.min_cells, max_bins=s.max_bins, mad_threshold=s.mad,
+                                    consecutive_bins=s.consecutive_bins,
+                                    events_per_bin=_time_bin_size(ev[:, time_col], s.min_cells, s.max_bins)))
+        keep = tq.keep
+        warnings.extend(tq.warnings)
+    else:
+        keep = np.ones(n, dtype=bool)
+        if panel.qc.time.enabled:
+            warnings.append("time_qc_not_done: the file has no Time channel")
+
+    res = gate_events(ev, setup.index, tmpl, upper_limits=setup.upper_limits, root_mask=keep)
+
+    def role_mask(role: str) -> np.ndarray | None:
+        names = tmpl.by_role(role)
+        if not names:
+            return None
+        m = res.mask(names[0])
+        for other in names[1:]:
+            m |= res.mask(other)
+        return m
+
+    def role_count(role: str) -> int | None:
+        names = tmpl.by_role(role)
+        return sum(res.counts[x] for x in names) if names else None
+
+    for role in ("evaluable", "plasma_cell"):
+        if not tmpl.by_role(role):
+            raise PanelError(f"template {template.source}: no population has the role {role!r} in tube {tube} "
+                             "(the pipeline needs it)")
+    n_kept = int(np.count_nonzero(keep))
+    n_eval = role_count("evaluable")
+    steps = {"acquired": n, "time_removed": n - n_kept}
+    def step_count(role: str) -> int | None:
+        """Events left after a QC step: the deepest population with that role (steps may be gated in stages)."""
+        names = tmpl.by_role(role)
+        return res.counts[max(names, key=lambda x: tmpl.nodes[x].depth)] if names else None
+
+    n_margin_ok = step_count("margin_ok")
+    n_singlet = step_count("singlet")
+    after_margin = n_kept if n_margin_ok is None else n_margin_ok
+    after_singlet = after_margin if n_singlet is None else n_singlet
+    steps["margin"] = n_kept - after_margin
+    steps["doublets"] = after_margin - after_singlet
+    steps["debris"] = max(after_singlet - n_eval, 0)
+    steps["evaluable"] = n_eval
+
+    # plasma cells and the phenotype call
+    pc_mask = role_mask("plasma_cell") & role_mask("evaluable")
+    pc_idx = np.flatnonzero(pc_mask)
+    judged = [m for m in NORMAL_PC_PATTERN if _find_marker(marker_cols, m) is not None
+              and NORMAL_PC_PATTERN[m].expected != "any"]
+    cols = [marker_cols[_find_marker(marker_cols, m)] for m in judged]
+    pcs = np.ascontiguousarray(ev[np.ix_(pc_idx, cols)]) if cols else np.empty((pc_idx.size, 0), np.float32)
+    references, ref_sources = _references(ev, judged, cols, pcs, role_mask, seed)
+    ref_warnings = [f"{m}: no reference population with {_MIN_REFERENCE_EVENTS}+ events "
+                    f"({' / '.join(REFERENCE_ROLES[m][0])} vs {' / '.join(REFERENCE_ROLES[m][1])}); marker not used"
+                    for m in judged if m in REFERENCE_ROLES and m not in references]
+    pheno = classify_plasma_cells(pcs, judged, references)
+    kappa_m, lambda_m = role_mask("kappa"), role_mask("lambda")
+    chain = None
+    if kappa_m is not None and lambda_m is not None:
+        chain = np.full(pc_idx.size, NO_CHAIN, dtype=np.int8)
+        chain[kappa_m[pc_idx]] = KAPPA
+        chain[lambda_m[pc_idx] & ~kappa_m[pc_idx]] = LAMBDA
+        pheno = light_chain_restricted(pheno, chain)
+    aberrant = pheno.aberrant
+    n_pc = int(pc_idx.size)
+    n_ab = min(int(round(pheno.n_aberrant_estimate)), n_pc)
+    counts_kw: dict[str, int | None] = {}
+    if chain is not None:
+        ka = int(np.count_nonzero(aberrant & (chain == KAPPA)))
+        la = int(np.count_nonzero(aberrant & (chain == LAMBDA)))
+        if ka + la > n_ab:  # the estimate removed expected normal PCs of restricted subsets
+            scale = n_ab / (ka + la)
+            ka, la = int(math.floor(ka * scale)), int(math.floor(la * scale))
+        kn = int(np.count_nonzero(~aberrant & (chain == KAPPA)))
+        ln = int(np.count_nonzero(~aberrant & (chain == LAMBDA)))
+        counts_kw = dict(kappa_aberrant=ka, lambda_aberrant=la, kappa_normal=min(kn, n_pc - n_ab),
+                         lambda_normal=min(ln, max(n_pc - n_ab - min(kn, n_pc - n_ab), 0)))
+    counts = TubeCounts(tube=tube, n_events_acquired=n, n_events_evaluable=n_eval, n_plasma_cells=n_pc,
+                        n_normal_pc=n_pc - n_ab, n_aberrant_pc=n_ab, **counts_kw)
+
+    role_counts = {r: role_count(r) for r in HEMODILUTION_ROLES if role_count(r) is not None}
+    pc_name = tmpl.by_role("plasma_cell")[0]
+    populations = _population_rows(tube, res, pc_name, n_ab, n_pc, n_eval)
+    details = {
+        "file": str(path),
+        "n_events_acquired": n,
+        "n_events_evaluable": n_eval,
+        "steps": steps,
+        "n_plasma_cells": n_pc,
+        "n_aberrant_pc_called": int(pheno.n_aberrant),
+        "n_aberrant_pc": n_ab,
+        "n_normal_pc": n_pc - n_ab,
+        **{k: v for k, v in counts_kw.items()},
+        "time_qc": _time_details(tq),
+        "phenotype": _phenotype_details(pheno, ref_sources),
+        "dropped_populations": setup.dropped,
+        "warnings": warnings + list(res.warnings) + ref_warnings + list(pheno.warnings),
+        "spillover": None if setup.spillover is None else setup.spillover.source,
+    }
+    plot = _plot_data(tube, fcs, res, pc_idx, aberrant, tq, seed) if plot_data else None
+    return TubeAnalysis(tube=tube, file=path, counts=counts, role_counts=role_counts, steps=steps, details=details,
+                        populations=populations, plot=plot, plasma_cell_index=pc_idx,
+                        aberrant_index=pc_idx[aberrant], time_kept=keep)
+
+
+#: a time bin spans at least this many ticks of the Time channel, so that its rate is not dominated by the
+#: rounding of event times to the clock tick (short acquisitions with a coarse $TIMESTEP)
+_MIN_TICKS_PER_BIN = 20
+
+
+def _time_bin_size(times: np.ndarray, min_cells: int, max_bins: int) -> int | None:
+    """Events per time-QC bin: PeacoQC's automatic size, enlarged so a bin spans ≥ 20 clock ticks; None = auto."""
+    n = times.size
+    n_ticks = np.unique(times).size
+    if n == 0 or n_ticks < 2:
+        return None
+    auto = max(min_cells, math.ceil(n / max_bins))
+    per_tick = n / n_ticks
+    wanted = math.ceil(_MIN_TICKS_PER_BIN * per_tick)
+    return wanted if wanted > auto else None
+
+
+def _find_marker(marker_cols: Mapping[str, int], name: str) -> str | None:
+    from mrdflow.panel import normalize_marker
+
+    key = normalize_marker(name)
+    return next((m for m in marker_cols if normalize_marker(m) == key), None)
+
+
+def _references(ev: np.ndarray, judged: list[str], cols: list[int], pcs: np.ndarray, role_mask, seed: int):
+    """Per judged marker, its negative/positive reference values from the tube's reference populations."""
+    rng = np.random.default_rng(seed)
+    cache: dict[str, np.ndarray | None] = {}
+
+    def rows(role: str) -> np.ndarray | None:
+        if role not in cache:
+            m = role_mask(role)
+            idx = None if m is None else np.flatnonzero(m)
+            if idx is not None and idx.size > _REFERENCE_EVENTS:
+                idx = np.sort(rng.choice(idx, _REFERENCE_EVENTS, replace=False))
+            cache[role] = idx
+        return cache[role]
+
+    refs: dict[str, MarkerReference] = {}
+    sources: dict[str, tuple[str, str]] = {}
+    for j, (marker, col) in enumerate(zip(judged, cols)):
+        if marker not in REFERENCE_ROLES:
+            continue
+        neg_roles, pos_roles = REFERENCE_ROLES[marker]
+        picked = []
+        for roles in (neg_roles, pos_roles):
+            found = None
+            for role in roles:
+                if role == "plasma_cell_bright":
+                    v = pcs[:, j]
+                    if v.size >= 4 * _MIN_REFERENCE_EVENTS:
+                        found = (v[v >= np.quantile(v, 0.75)], "brightest quarter of the plasma cells")
+                        break
+                    continue
+                idx = rows(role)
+                if idx is not None and idx.size >= _MIN_REFERENCE_EVENTS:
+                    found = (ev[idx, col], role)
+                    break
+            picked.append(found)
+        if picked[0] is None or picked[1] is None:
+            continue
+        refs[marker] = MarkerReference(picked[0][0], picked[1][0], picked[0][1], picked[1][1])
+        sources[marker] = (picked[0][1], picked[1][1])
+    return refs, sources
+
+
+def _population_rows(tube: str, res, pc_name: str, n_ab: int, n_pc: int, n_eval: int) -> list[PopulationCount]:
+    out = []
+    for row in res.rows():
+        out.append(PopulationCount(tube=tube, population=row["population"],
+                                   parent="" if row["parent"] == "root" else row["parent"], count=int(row["count"]),
+                                   pct_of_parent=float(row["pct_of_parent"]),
+                                   pct_of_evaluable=100.0 * row["count"] / n_eval if n_eval else math.nan))
+    for name, c in (("aberrant_pc", n_ab), ("normal_pc", n_pc - n_ab)):
+        out.append(PopulationCount(tube=tube, population=name, parent=pc_name, count=int(c),
+                                   pct_of_parent=100.0 * c / n_pc if n_pc else math.nan,
+                                   pct_of_evaluable=100.0 * c / n_eval if n_eval else math.nan))
+    return out
+
+
+def _time_details(tq) -> dict[str, Any]:
+    if tq is None:
+        return {"done": False}
+    return {"done": True, "fraction_removed": float(tq.fraction_removed), "flags": list(tq.flags),
+            "excluded_ranges": [[float(a), float(b)] for a, b in tq.excluded_ranges],
+            "n_bins": int(tq.bin_rate.size), "n_removed_bins": int(np.count_nonzero(tq.removed_bins))}
+
+
+def _phenotype_details(pheno: PhenotypeResult, sources: Mapping[str, tuple[str, str]]) -> dict[str, Any]:
+    clusters = [{"n_events": c.n_events, "aberrancies": dict(c.aberrancies), "light_chain": c.light_chain,
+                 "expected_normal_events": float(c.expected_normal_events), "fold": float(c.fold),
+                 "p_value": float(c.p_value)} for c in pheno.clusters]
+    bounds = {m: {"negative_reference": sources.get(m, ("", ""))[0],
+                  "positive_reference": sources.get(m, ("", ""))[1],
+                  "negative_centre": b.negative_centre, "positive_centre": b.positive_centre,
+                  "boundary": b.boundary, "usable": b.usable, "reason": b.reason}
+              for m, b in pheno.boundaries.items()}
+    return {"clusters": clusters, "boundaries": bounds}
+
+
+def _plot_data(tube: str, fcs, res, pc_idx: np.ndarray, aberrant: np.ndarray, tq, seed: int) -> TubePlotData:
+    n = fcs.events.shape[0]
+    rng = np.random.default_rng(seed)
+    idx = np.sort(rng.choice(n, PLOT_EVENTS, replace=False)) if n > PLOT_EVENTS else np.arange(n)
+    # the clone's events are rare: make sure every called aberrant PC is drawn
+    ab_rows = pc_idx[aberrant]
+    idx = np.union1d(idx, ab_rows)
+    labels = res.labels.astype(np.uint16)
+    names = list(res.label_names)
+    ab_label, norm_label = len(names), len(names) + 1
+    names += ["aberrant_pc", "normal_pc"]
+    full = labels[idx]
+    is_pc = np.isin(idx, pc_idx)
+    full[is_pc] = norm_label
+    full[np.isin(idx, ab_rows)] = ab_label
+    columns = [c.marker or c.name for c in fcs.channels]
+    trace: dict[str, Any] = {}
+    if tq is not None:
+        trace = {"bin_start": tq.bin_start.tolist(), "bin_end": tq.bin_end.tolist(), "rate": tq.bin_rate.tolist(),
+                 "kept": (~tq.removed_bins).tolist(), "excluded_ranges": [list(r) for r in tq.excluded_ranges]}
+    tmpl = res.template
+    return TubePlotData(tube=tube, columns=columns, events=np.ascontiguousarray(fcs.events[idx]), labels=full,
+                        label_names=names, gates=res.geometry(),
+                        gate_dims={k: list(v.dims) for k, v in tmpl.nodes.items()},
+                        parents={k: v.parent for k, v in tmpl.nodes.items()}, time_trace=trace)
+
+
+# ------------------------------------------------------------------------------------------------ the sample
+
+
+def _sample_result(panel: Panel, sid: str, paths: list[Path], tubes: list[TubeAnalysis],
+                   thresholds: MrdThresholds) -> SampleResult:
+    from mrdflow.qc.adequacy import assess_adequacy
+
+    mrd = quantify([t.counts for t in tubes], thresholds, panel.mrd.denominator)
+    steps = {k: sum(t.steps[k] for t in tubes) for k in ("acquired", "time_removed", "margin", "doublets",
+                                                         "debris", "evaluable")}
+    adequacy = assess_adequacy(steps["acquired"], steps["time_removed"], steps["margin"], steps["doublets"],
+                               steps["debris"], steps["evaluable"], thresholds)
+    flags: list[str] = list(adequacy.flags)
+    for t in tubes:
+        for f in t.details["time_qc"].get("flags", []):
+            if f not in flags:
+                flags.append(f)
+        for w in t.details["warnings"]:
+            key = w.split(":")[0]
+            if key in ("spillover_missing", "time_qc_not_done") and key not in flags:
+                flags.append(key)
+
+    details: dict[str, Any] = {
+        "specimen": panel.specimen,
+        "denominator": mrd.denominator,
+        "denominator_rule": ("evaluable nucleated cells (NRBC included) after time QC, margin events, doublets and "
+                             "debris, " + ("summed over the tubes" if mrd.denominator == "combined"
+                                           else "of the tube with most evaluable events")),
+        "kappa_lambda_ratio": mrd.kappa_lambda_ratio,
+        "qc_removed_pct": {"time": 100 * adequacy.time_removed_rate, "margin": 100 * adequacy.margin_rate,
+                           "doublets": 100 * adequacy.doublet_rate, "debris": 100 * adequacy.debris_rate},
+        "events_needed": adequacy.events_needed,
+        "events_needed_lloq": adequacy.events_needed_lloq,
+        "tubes": {t.tube: t.details for t in tubes},
+    }
+    if len(mrd.tubes) > 1:
+        for t, r in zip(tubes, mrd.tubes):
+            details["tubes"][t.tube].update(mrd_fraction=r.mrd_fraction, mrd_status=r.mrd_status,
+                                            lod=r.lod, lloq=r.lloq)
+
+    hemodilution = "not_assessed"
+    if panel.specimen == "peripheral_blood":
+        n_eval = mrd.n_events_evaluable
+        pct = 100.0 * mrd.n_plasma_cells / n_eval if n_eval else math.nan
+        pct_clonal = 100.0 * mrd.n_aberrant_pc / n_eval if n_eval else math.nan
+        details.update(pct_circulating_pc=pct, pct_circulating_clonal_pc=pct_clonal,
+                       pcl_min_pct=panel.mrd.pcl_min_pct,
+                       ppcl=bool(n_eval) and pct >= panel.mrd.pcl_min_pct)
+        if details["ppcl"]:
+            flags.append("pcl_criterion_met")
+    else:
+        hemo = _hemodilution(panel, tubes)
+        if hemo is not None:
+            hemodilution = hemo.status
+            details["hemodilution"] = {"fractions": hemo.fractions, "limits": hemo.limits, "below": list(hemo.below),
+                                       "relative_to_typical": hemo.relative_to_typical, "reasons": list(hemo.reasons)}
+            if hemo.status == "suspected":
+                flags.append("hemodilution_suspected")
+
+    return SampleResult(
+        sample_id=sid, files=[str(p) for p in paths], status="ok", error="",
+        n_events_acquired=mrd.n_events_acquired, n_events_evaluable=mrd.n_events_evaluable,
+        n_plasma_cells=mrd.n_plasma_cells, n_normal_pc=mrd.n_normal_pc, n_aberrant_pc=mrd.n_aberrant_pc,
+        mrd_fraction=mrd.mrd_fraction, lod=mrd.lod, lloq=mrd.lloq, mrd_status=mrd.mrd_status,
+        sensitivity_met=mrd.sensitivity_met, clonality=mrd.clonality, hemodilution=hemodilution, qc_flags=flags,
+        populations=[p for t in tubes for p in t.populations], details=_plain(details),
+        plots=[t.plot for t in tubes if t.plot is not None],
+    )
+
+
+def _hemodilution(panel: Panel, tubes: list[TubeAnalysis]):
+    """Hemodilution from the BM-restricted roles; each role's fraction over the tubes that measured it."""
+    from mrdflow.qc.hemodilution import HemodilutionReference, assess_hemodilution
+
+    limits_pct = dict(panel.qc.hemodilution.reference_min_pct)
+    if not limits_pct:
+        return None
+    bad = [r for r in limits_pct if r not in HEMODILUTION_ROLES]
+    if bad:
+        raise PanelError(f"{panel.source}: field 'qc.hemodilution.reference_min_pct': unknown role(s) "
+                         f"{', '.join(bad)}; expected some of {', '.join(HEMODILUTION_ROLES)}")
+    default_typical = HemodilutionReference().typical or {}
+    reference = HemodilutionReference(
+        limits={r: v / 100.0 for r, v in limits_pct.items()},
+        min_populations_below=panel.qc.hemodilution.min_populations_below,
+        typical={r: default_typical[r] for r in limits_pct if r in default_typical} or None)
+    n_total = sum(t.counts.n_events_evaluable for t in tubes)
+    counts: dict[str, int | None] = {}
+    for role in limits_pct:
+        measured = [t for t in tubes if role in t.role_counts]
+        n_eval = sum(t.counts.n_events_evaluable for t in measured)
+        if not measured or n_eval == 0:
+            counts[role] = None
+            continue
+        frac = sum(t.role_counts[role] for t in measured) / n_eval
+        counts[role] = int(round(frac * n_total))
+    return assess_hemodilution(counts, n_total, reference)
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def _group(panel: Panel, paths: list[Path], group_files):
+    from mrdflow.fcs import read_fcs
+
+    def keywords_of(p: Path):
+        return read_fcs(p).keywords
+
+    try:
+        return group_files(panel, paths, keywords_of=keywords_of if panel.grouping.by == "keyword" else None)
+    except FcsError:
+        raise
+
+
+def _plain(v: Any) -> Any:
+    """Details as plain JSON-ready values: numpy scalars → Python, non-finite floats → None, tuples → lists."""
+    if isinstance(v, dict):
+        return {str(k): _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, Path):
+        return str(v)
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
+
+
+def _seed(sample_id: str, tube: str) -> int:
+    return zlib.crc32(f"{sample_id}/{tube}".encode())
+
+
+def _with_file(exc: MrdflowError, path: Path) -> MrdflowError:
+    msg = str(exc)
+    if str(path) in msg or path.name in msg:
+        return exc
+    try:
+        return type(exc)(f"{path}: {msg}")
+    except TypeError:
+        return AnalysisError(f"{path}: {msg}")

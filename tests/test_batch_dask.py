@@ -1,0 +1,128 @@
+"""The batch on real Dask clusters: a LocalCluster of worker processes, and an existing cluster — a
+``dask scheduler`` and two ``dask worker`` processes on 127.0.0.1 started here — reached with ``--scheduler``.
+Both must give exactly the results of the in-process run (``tests/test_run.py``'s reference)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from mrdflow.cli import main
+from tests.batch_data import REPO, copy_sample, make_broken_samples, write_panel
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def batch(tmp_path_factory) -> tuple[Path, Path]:
+    """Three good samples and one broken one, and their in-process reference run."""
+    folder = tmp_path_factory.mktemp("dask")
+    fcs = folder / "fcs"
+    for dst, src in {"S1": "DEMO01", "S2": "DEMO02", "S4": "DEMO04"}.items():
+        copy_sample(src, dst, fcs)
+    make_broken_samples(fcs)
+    for p in fcs.glob("BAD*"):
+        if not p.name.startswith("BADNAN"):
+            p.unlink()
+    panel = write_panel(folder)
+    ref = folder / "reference"
+    assert main(["run", str(panel), "--out", str(ref), "--workers", "0", "--no-reports"]) == 1
+    return panel, ref
+
+
+def _same_results(out: Path, ref: Path) -> None:
+    for name in ("results.csv", "populations.csv"):
+        assert (out / name).read_bytes() == (ref / name).read_bytes(), name
+
+
+def test_local_cluster_gives_the_in_process_results(batch, tmp_path, capsys):
+    panel, ref = batch
+    out = tmp_path / "out"
+    assert main(["run", str(panel), "--out", str(out), "--workers", "2", "--no-reports"]) == 1
+    _same_results(out, ref)
+    run = json.loads((out / "run.json").read_text())
+    assert run["execution"]["mode"] == "local" and run["execution"]["workers"] == 2
+    assert run["execution"]["numba_threads"] >= 1
+    workers = {s["worker"] for s in run["samples"]}
+    assert all(w.startswith("tcp://127.0.0.1:") for w in workers)
+    assert "Dask dashboard: http" in capsys.readouterr().out
+
+
+def test_a_sample_whose_worker_dies_is_retried_on_a_new_worker(batch, tmp_path):
+    from mrdflow.batch import run_batch
+    from tests.batch_data import die_once
+
+    panel, ref = batch
+    marker = panel.parent / "fcs" / "S2_T1.worker-died"
+    marker.unlink(missing_ok=True)
+    out = tmp_path / "out"
+    summary = run_batch(panel, out, workers=1, reports=False, task_fn=die_once, echo=lambda s: None)
+    assert marker.exists(), "the worker analysing S2 was killed"
+    assert int(marker.read_text()) != os.getpid()
+    assert [r.sample_id for r in summary.results if not r.ok] == ["BADNAN"]
+    _same_results(out, ref)
+
+
+def test_existing_cluster_via_scheduler_address(batch, tmp_path):
+    panel, ref = batch
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "NUMBA_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
+    procs = []
+
+    def start(*args: str) -> None:
+        procs.append(subprocess.Popen([sys.executable, "-m", "dask", *args], cwd=tmp_path, env=env,
+                                      start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+
+    try:
+        start("scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard")
+        for _ in range(2):
+            start("worker", address, "--host", "127.0.0.1", "--nthreads", "1", "--no-dashboard",
+                  "--death-timeout", "60")
+        from distributed import Client
+
+        deadline = time.monotonic() + 90
+        while True:  # the scheduler may not listen yet
+            try:
+                with Client(address, timeout="5s") as client:
+                    client.wait_for_workers(2, timeout=max(1.0, deadline - time.monotonic()))
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the test cluster did not start within 90 s"
+                time.sleep(0.5)
+        out = tmp_path / "out"
+        assert main(["run", str(panel), "--out", str(out), "--scheduler", address]) == 1
+        _same_results(out, ref)
+        run = json.loads((out / "run.json").read_text())
+        assert {k: run["execution"][k] for k in ("mode", "address", "workers")} == \
+            {"mode": "scheduler", "address": address, "workers": 2}
+        assert len({s["worker"] for s in run["samples"]}) >= 1
+        # the reports were rendered on the workers and written to the shared output folder
+        assert {p.name for p in (out / "report").iterdir()} == {"index.html", "S1.html", "S2.html", "S4.html",
+                                                                "BADNAN.html"}
+    finally:
+        for p in procs:
+            try:
+                os.killpg(p.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait(timeout=15)

@@ -1,0 +1,210 @@
+"""analyze_sample end to end on the committed demo samples (sample_fcs/, with truth side-cars)."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mrdflow.cli import main
+from mrdflow.errors import AnalysisError, FcsError, MrdflowError, PanelError
+from mrdflow.panel import load_panel
+from mrdflow.pipeline import analyze_sample, analyze_sample_tubes
+from mrdflow.result import RESULTS_COLUMNS
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO = REPO / "sample_fcs"
+PANELS = REPO / "panels"
+
+
+def files(sample: str) -> list[Path]:
+    return [DEMO / f"{sample}_T1.fcs", DEMO / f"{sample}_T2.fcs"]
+
+
+def truth(sample: str) -> dict:
+    return json.loads((DEMO / f"{sample}.truth.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def demo_panel():
+    return load_panel(PANELS / "demo.yaml")
+
+
+@pytest.fixture(scope="module")
+def demo01(demo_panel):
+    return analyze_sample_tubes(files("DEMO01"), demo_panel, plot_data=True)
+
+
+def test_positive_marrow_counts_match_the_truth(demo01):
+    result, tubes = demo01
+    t = truth("DEMO01")
+    assert result.ok and result.sample_id == "DEMO01"
+    assert result.mrd_status == "POSITIVE"
+    # the denominator: evaluable nucleated cells of both tubes, within 3 % of the truth
+    assert abs(result.n_events_evaluable / t["n_evaluable"] - 1) < 0.03
+    # the clone: within 10 % of the true aberrant-PC count, and the MRD fraction with it
+    assert abs(result.n_aberrant_pc / t["n_aberrant_pc"] - 1) < 0.10
+    assert abs(result.mrd_fraction / t["mrd_fraction"] - 1) < 0.10
+    assert result.n_plasma_cells == result.n_normal_pc + result.n_aberrant_pc
+    assert result.lod == pytest.approx(20 / result.n_events_evaluable)
+    assert result.lloq == pytest.approx(50 / result.n_events_evaluable)
+    # 70 000 events cannot reach 1e-5: said so
+    assert not result.sensitivity_met and "low_events" in result.qc_flags
+
+
+def test_clone_light_chain_and_per_event_calls(demo01):
+    result, tubes = demo01
+    sample_truth = json.loads((DEMO / "DEMO01_T1.truth.json").read_text())
+    chain = _find(sample_truth, "clone")["light_chain"]
+    assert result.clonality == chain
+    for ta in tubes:
+        npz = np.load(str(ta.file)[:-4] + ".truth.npz")
+        names = [str(x) for x in npz["label_names"]]
+        is_ab = npz["labels"] == names.index("aberrant_pc")
+        called = np.zeros(is_ab.size, dtype=bool)
+        called[ta.aberrant_index] = True
+        tp = np.count_nonzero(called & is_ab)
+        f1 = 2 * tp / (np.count_nonzero(called) + np.count_nonzero(is_ab))
+        assert f1 > 0.9, (ta.tube, f1)
+
+
+def test_populations_details_and_json(demo01, tmp_path):
+    result, _ = demo01
+    rows = result.population_rows()
+    tubes = {r["tube"] for r in rows}
+    assert tubes == {"tube1", "tube2"}
+    by = {(r["tube"], r["population"]): r for r in rows}
+    for tube in tubes:
+        ab, norm, pc = by[(tube, "aberrant_pc")], by[(tube, "normal_pc")], by[(tube, "plasma_cells")]
+        assert ab["parent"] == norm["parent"] == "plasma_cells"
+        assert ab["count"] + norm["count"] == pc["count"]
+    # tube 2 has no CD117: the CD117 populations exist in tube 1 only
+    assert ("tube1", "mast_cells") in by and ("tube2", "mast_cells") not in by
+    assert ("tube2", "kappa") in by and ("tube1", "kappa") not in by
+    d = result.details
+    assert d["denominator"] == "combined"
+    assert set(d["qc_removed_pct"]) == {"time", "margin", "doublets", "debris"}
+    t1 = d["tubes"]["tube1"]
+    assert t1["time_qc"]["done"] and t1["phenotype"]["clusters"]
+    assert t1["phenotype"]["boundaries"]["CD19"]["negative_reference"] == "t_cell"
+    assert "mast_cells" in d["tubes"]["tube2"]["dropped_populations"]
+    doc = json.loads(json.dumps(result.to_json_dict(), allow_nan=False))
+    assert all(col in doc for col in RESULTS_COLUMNS)
+
+
+def test_plot_data(demo01):
+    result, tubes = demo01
+    assert [p.tube for p in result.plots] == ["tube1", "tube2"]
+    for plot, ta in zip(result.plots, tubes):
+        assert plot.events.dtype == np.float32 and plot.events.shape[1] == len(plot.columns)
+        assert plot.events.shape[0] == plot.labels.shape[0] <= 100_000 + ta.aberrant_index.size
+        ab = plot.label_names.index("aberrant_pc")
+        assert np.count_nonzero(plot.labels == ab) == ta.aberrant_index.size  # every called clone event drawn
+        assert "plasma_cells" in plot.gates and plot.parents["plasma_cells"] == "low_ssc"
+        assert plot.time_trace["rate"]
+
+
+def test_negative_marrow_is_not_called_positive(demo_panel):
+    result = analyze_sample(files("DEMO03"), demo_panel)
+    assert result.n_aberrant_pc < 20
+    # below the LOD, but 60 000 events do not reach 1e-5: not evaluable rather than negative
+    assert result.mrd_status == "NOT_EVALUABLE"
+    assert result.hemodilution == "adequate"
+
+
+def test_hemodiluted_marrow_is_flagged(demo_panel):
+    result = analyze_sample(files("DEMO04"), demo_panel)
+    assert result.hemodilution == "suspected"
+    assert "hemodilution_suspected" in result.qc_flags
+
+
+def test_blood_panel_reports_circulating_plasma_cells_and_pcl():
+    result = analyze_sample(files("DEMO05"), PANELS / "pb_ppcl.yaml")
+    t = truth("DEMO05")
+    true_pct = 100 * t["n_plasma_cells"] / t["n_evaluable"]
+    assert abs(result.details["pct_circulating_pc"] / true_pct - 1) < 0.10
+    assert result.details["ppcl"] is True and "pcl_criterion_met" in result.qc_flags
+    assert result.hemodilution == "not_assessed"
+    # no CD117+ precursors or mast cells in blood: CD117 has no positive reference and is not judged (said so)
+    rows = {(p.tube, p.population): p.count for p in result.populations}
+    assert rows[("tube1", "mast_cells")] == 0 and rows[("tube1", "myeloid_precursors")] == 0
+    assert any(w.startswith("CD117: no reference") for w in result.details["tubes"]["tube1"]["warnings"])
+
+
+def test_sample_id_override(demo_panel):
+    assert analyze_sample(files("DEMO03"), demo_panel, sample_id="P7").sample_id == "P7"
+
+
+def test_bad_inputs_raise_specific_errors(demo_panel, tmp_path):
+    broken = tmp_path / "DEMO03_T1.fcs"
+    broken.write_bytes((DEMO / "DEMO03_T1.fcs").read_bytes()[:5000])
+    with pytest.raises(FcsError, match=str(broken)):
+        analyze_sample([broken, DEMO / "DEMO03_T2.fcs"], demo_panel)
+    with pytest.raises(AnalysisError, match="2 samples"):
+        analyze_sample([DEMO / "DEMO01_T1.fcs", DEMO / "DEMO03_T2.fcs"], demo_panel)
+    odd = tmp_path / "DEMO03_T9.fcs"
+    shutil.copy(DEMO / "DEMO03_T1.fcs", odd)
+    with pytest.raises(PanelError):
+        analyze_sample([odd], demo_panel)
+    with pytest.raises(AnalysisError, match="no files"):
+        analyze_sample([], demo_panel)
+
+
+def test_analyze_command_writes_result_json(tmp_path, capsys):
+    code = main(["analyze", *map(str, files("DEMO02")), "--panel", str(PANELS / "demo.yaml"), "--out",
+                 str(tmp_path)])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "sample DEMO02:" in out and "wrote" in out
+    doc = json.loads((tmp_path / "result.json").read_text())
+    assert doc["sample_id"] == "DEMO02" and doc["status"] == "ok"
+    assert doc["mrd_status"] in ("POSITIVE", "POSITIVE_BELOW_LLOQ")
+    assert doc["populations"] and doc["details"]["tubes"]["tube2"]["n_plasma_cells"] > 0
+    assert not list(tmp_path.glob(".result.*"))  # atomic write leaves no temporary file
+
+
+def test_analyze_command_failed_sample_exit_1(tmp_path, capsys):
+    broken = tmp_path / "X_T1.fcs"
+    broken.write_bytes(b"FCS3.1    garbage")
+    code = main(["analyze", str(broken), "--panel", str(PANELS / "demo.yaml")])
+    assert code == 1
+    assert "X_T1.fcs" in capsys.readouterr().out
+
+
+def _find(obj, key):
+    if isinstance(obj, dict):
+        if key in obj:
+            return obj[key]
+        for v in obj.values():
+            found = _find(v, key)
+            if found is not None:
+                return found
+    elif isinstance(obj, list):
+        for v in obj:
+            found = _find(v, key)
+            if found is not None:
+                return found
+    return None
+
+
+def test_panel_thresholds_reach_the_status(tmp_path):
+    """The panel's MRD settings drive the call: with a required sensitivity the small demo reaches, a sample
+    below the LOD is NEGATIVE; with lod_events above the clone it is not positive."""
+    import yaml
+
+    doc = yaml.safe_load((PANELS / "demo.yaml").read_text())
+    doc["files"] = str(DEMO / "*.fcs")
+    doc["template"] = str(REPO / "gating_templates" / "euroflow_ngf.yaml")
+    doc["mrd"]["required_sensitivity"] = 1e-3
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(doc))
+    negative = analyze_sample(files("DEMO03"), tmp_path / "p.yaml")
+    assert negative.sensitivity_met and negative.mrd_status == "NEGATIVE"
+    doc["mrd"].update(lod_events=100_000, lloq_events=100_000)
+    (tmp_path / "p.yaml").write_text(yaml.safe_dump(doc))
+    high = analyze_sample(files("DEMO02"), tmp_path / "p.yaml")
+    assert high.n_aberrant_pc > 0 and high.mrd_status == "NOT_EVALUABLE"
+    assert high.lod == pytest.approx(100_000 / high.n_events_evaluable)
