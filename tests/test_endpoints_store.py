@@ -325,3 +325,55 @@ def test_store_rows_add_to_the_mrd_table_but_never_twice(study_dir, tmp_path):
         run_study(study_dir / "study.yaml", tmp_path / "out", html=False)
     assert "(sample 'P01-2024-02-12-BM'): the MRD assessment of patient 'P01' on 2024-02-12 (BM, NGF) is also in" in \
         str(exc.value) and "ngs.csv (table 'mrd'), row 1" in str(exc.value)
+
+
+# -- a real `mrdflow run` -----------------------------------------------------------------------------------------
+
+def test_a_real_run_store_and_its_results_csv_give_the_same_mrd_rows(tmp_path):
+    """`mrdflow run` on two demo samples named <patient>_<yyyymmdd>_<tissue> and one truncated sample; the study
+    maps them by a pattern on the sample id."""
+    from tests.batch_data import SAMPLE_FCS, copy_sample, write_panel
+
+    fcs = tmp_path / "lab" / "fcs"
+    copy_sample("DEMO01", "P01_20240414_BM", fcs)
+    copy_sample("DEMO05", "P05_20250228_BM", fcs)
+    copy_sample("DEMO02", "P02_20240519_BM", fcs)
+    data = (SAMPLE_FCS / "DEMO02_T1.fcs").read_bytes()
+    (fcs / "P02_20240519_BM_T1.fcs").write_bytes(data[: len(data) // 2])
+    out = tmp_path / "lab" / "out"
+    assert main(["run", str(write_panel(tmp_path / "lab")), "--out", str(out), "--workers", "0", "--no-reports"]) == 1
+    results = pd.read_csv(out / "results.csv", dtype=str, keep_default_na=False).set_index("sample_id")
+
+    d = tmp_path / "study"
+    shutil.copytree(EXAMPLE, d)
+    pattern = {"sample_id_pattern": r"(?P<patient_id>P\d\d)_(?P<date>\d{8})_(?P<tissue>BM|PB)", "date_format": "%Y%m%d"}
+    views = {}
+    for kind, where in (("store", out / "mrdflow.sqlite"), ("results_csv", out / "results.csv")):
+        _set_source(d, {kind: str(where), **pattern})
+        res = run_study(d / "study.yaml", tmp_path / kind, html=False)
+        views[kind] = res.mrd_view
+        assert res.endpoints["mrd_source"]["failed_excluded"] == ["P02_20240519_BM"]
+        assert any(w.startswith("sample 'P02_20240519_BM' (P02, 2024-05-19): analysis failed") and
+                   "DATA truncated" in w for w in res.endpoints["warnings"])
+    pd.testing.assert_frame_equal(views["store"], views["results_csv"])
+    view = views["store"].set_index("sample_id")
+    assert sorted(view.index) == ["P01_20240414_BM", "P05_20250228_BM"]
+    for sid, row in view.iterrows():
+        assert row["mrd_status"] == results.loc[sid, "mrd_status"]
+        assert float(row["mrd_fraction"]) == float(results.loc[sid, "mrd_fraction"])  # full precision kept
+        assert float(row["lod"]) == float(results.loc[sid, "lod"])
+    assert view.loc["P05_20250228_BM", ["patient_id", "date", "tissue"]].tolist() == ["P05", "2025-02-28", "BM"]
+
+
+def test_cli_and_report_show_the_source_and_its_notes(study_dir, tmp_path, capsys):
+    with ResultStore(study_dir / "lab" / "mrdflow.sqlite") as store:
+        _begin(store, "R2", "2026-02-01T00:00:00Z")
+        _record(store, "R2", SampleResult.failed("<b>S9</b>", ["/lab/s9.fcs"], "s9.fcs: not an FCS file"))
+    assert main(["endpoints", str(study_dir / "study.yaml"), "--out", str(tmp_path / "out")]) == 0
+    printed = capsys.readouterr().out
+    assert "MRD from the results store" in printed and "21 assessment(s) from 22 sample(s), 1 failed" in printed
+    assert "warning: sample '<b>S9</b>': analysis failed (latest run R2: s9.fcs: not an FCS file); excluded" in printed
+    assert "mrd_source.csv" in printed
+    html = (tmp_path / "out" / "trial_report.html").read_text()
+    assert "MRD results from the results store" in html and "mapped by" in html and "mrd_samples.csv" in html
+    assert "&lt;b&gt;S9&lt;/b&gt;" in html and "<b>S9</b>" not in html
