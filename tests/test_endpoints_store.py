@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from mrdflow.cli import main
-from mrdflow.endpoints.mrd_source import (StoredResult, mrd_view, read_results_csv, select_latest)
+from mrdflow.endpoints.mrd_source import StoredResult, mrd_view, read_results_csv, select_latest
 from mrdflow.endpoints.study import load_study
 from mrdflow.endpoints.tables import parse_patients, read_csv_text
 from mrdflow.endpoints.trial import run_study
@@ -194,8 +194,8 @@ def test_pattern_map_with_compact_dates_and_tissue_from_the_store(tmp_path):
         _record(store, "R1", _result("P01_20240414_BM", "NEGATIVE", 0.0, 4.5e-6))
         _record(store, "R1", _result("P01_20240414", "NEGATIVE", 0.0, 5e-6, specimen="peripheral_blood"))
         _record(store, "R1", _result("P02_20240601_PB", "POSITIVE", 1e-3, 2e-6, specimen="bone_marrow"))
-    _set_source(d, {"store": "store.sqlite", "sample_id_pattern": r"(?P<patient_id>P\d\d)_(?P<date>\d{8})(_(?P<tissue>BM|PB))?",
-                    "date_format": "%Y%m%d"})
+    pattern = r"(?P<patient_id>P\d\d)_(?P<date>\d{8})(_(?P<tissue>BM|PB))?"
+    _set_source(d, {"store": "store.sqlite", "sample_id_pattern": pattern, "date_format": "%Y%m%d"})
     src = load_study(d / "study.yaml").mrd_source
     view = mrd_view(src, _patients(d))
     got = view.frame.set_index("sample_id")[["patient_id", "date", "tissue", "method", "lod"]]
@@ -377,3 +377,15 @@ def test_cli_and_report_show_the_source_and_its_notes(study_dir, tmp_path, capsy
     html = (tmp_path / "out" / "trial_report.html").read_text()
     assert "MRD results from the results store" in html and "mapped by" in html and "mrd_samples.csv" in html
     assert "&lt;b&gt;S9&lt;/b&gt;" in html and "<b>S9</b>" not in html
+
+
+def test_two_samples_mapped_to_one_assessment_is_an_error(study_dir, tmp_path):
+    with ResultStore(study_dir / "lab" / "mrdflow.sqlite") as store:
+        _record(store, "R1", _result("P01-REPEAT", "POSITIVE", 1e-4, 4e-6))
+    with (study_dir / "mrd_samples.csv").open("a") as f:
+        f.write("P01-REPEAT,P01,2024-04-14,BM,NGF\n")
+    with pytest.raises(StudyError) as exc:
+        run_study(study_dir / "study.yaml", tmp_path / "out", html=False)
+    msg = str(exc.value)
+    assert "samples 'P01-2024-04-14-BM' (" in msg and "row 2) and 'P01-REPEAT' (" in msg and "row 22)" in msg
+    assert "both mapped to the MRD assessment of patient 'P01' on 2024-04-14 (BM, NGF)" in msg

@@ -16,7 +16,8 @@ Selection rules (every departure from "one ok result per sample" is reported in 
 * tissue comes from the map; when the map leaves it empty, from the specimen the store recorded for the sample
   (``bone_marrow`` → BM, ``peripheral_blood`` → PB); a map tissue that contradicts the recorded specimen is
   reported (the map wins). ``results.csv`` records no specimen, so there the map must give it;
-* map entries with no result in the source are reported.
+* map entries with no result in the source are reported; two ok samples mapped to the same assessment
+  (patient, date, tissue, method) are an error naming both.
 
 Only :mod:`mrdflow.store` and plain tables are read here, never FCS files (DESIGN.md §2).
 """
@@ -137,7 +138,7 @@ def _number(text: str, where: str) -> float:
     return value
 
 
-def _run_identity(csv_path: Path, position: int) -> tuple[str, str | None]:
+def _run_identity(csv_path: Path) -> tuple[str, str | None]:
     """(run id, start time) from the run.json beside a results.csv; (path, None) when there is none."""
     run_json = csv_path.with_name("run.json")
     try:
@@ -153,7 +154,7 @@ def read_results_csv(paths: list[Path] | tuple[Path, ...]) -> list[StoredResult]
     Runs are ordered by the start time in the ``run.json`` beside each file when every file has one, otherwise
     in the order listed (oldest first). Errors name the file, the 1-based data row and the column.
     """
-    idents = [_run_identity(Path(p), i) for i, p in enumerate(paths)]
+    idents = [_run_identity(Path(p)) for p in paths]
     if all(started is not None for _, started in idents):
         order = sorted(range(len(paths)), key=lambda i: (idents[i][1], idents[i][0]))
     else:
@@ -335,6 +336,7 @@ def mrd_view(src: MrdSource, patients: pd.DataFrame) -> MrdView:
             warnings.append(f"sample {sid!r} ({entry.where}): no result in {label}")
 
     rows = []
+    assessments: dict[tuple, str] = {}
     for sid, r in chosen.items():
         entry = mapping.get(sid)
         if entry is None:
@@ -346,6 +348,13 @@ def mrd_view(src: MrdSource, patients: pd.DataFrame) -> MrdView:
         if entry.tissue is not None and r.tissue is not None and entry.tissue != r.tissue:
             warnings.append(f"sample {sid!r}: the map says {entry.tissue} but run {r.run_id} analysed it as "
                             f"{r.tissue}; using {entry.tissue}")
+        key = (entry.patient_id, entry.date, tissue, entry.method)
+        if key in assessments:
+            other = assessments[key]
+            raise StudyError(f"{label}: samples {other!r} ({mapping[other].where}) and {sid!r} ({entry.where}) "
+                             f"are both mapped to the MRD assessment of patient {key[0]!r} on {key[1].isoformat()} ({tissue}, "
+                             f"{entry.method}); map each assessment to one sample")
+        assessments[key] = sid
         rows.append({"patient_id": entry.patient_id, "date": entry.date.isoformat(), "tissue": tissue,
                      "method": entry.method, "mrd_fraction": _num_text(r.mrd_fraction), "lod": _num_text(r.lod),
                      "mrd_status": r.mrd_status, "sample_id": sid, "run_id": r.run_id})
