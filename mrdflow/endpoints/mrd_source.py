@@ -8,7 +8,8 @@ Selection rules (every departure from "one ok result per sample" is reported in 
 
 * only ``ok`` analyses give MRD rows; when a sample was analysed in several runs, the **latest ok analysis**
   (runs ordered by start time) is used and the earlier runs are named (a ``--resume`` copy of an analysis is the
-  same analysis, not a new one);
+  same analysis, not a new one). Samples of a run killed before it finished count: the store holds whole
+  samples only;
 * a sample whose analyses all failed is excluded and reported with its error; a failure in a run later than the
   ok analysis used is reported too;
 * an ok sample with no map entry stops the run with a :class:`StudyError` naming the sample and the map, unless
