@@ -102,10 +102,16 @@ class ResultStore:
     ----------
     path : the SQLite file (created with its folder when absent).
     timeout : seconds to wait for another process's write lock (stores shared between runs).
+    readonly : open an existing store for reading only (never created or modified, e.g. by
+        ``mrdflow endpoints`` reading a lab's store); a missing file or one that is not an mrdflow store
+        raises :class:`StoreError`.
     """
 
-    def __init__(self, path: str | os.PathLike, *, timeout: float = 60.0):
+    def __init__(self, path: str | os.PathLike, *, timeout: float = 60.0, readonly: bool = False):
         self.path = Path(path)
+        if readonly:
+            self._open_readonly(timeout)
+            return
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._conn = sqlite3.connect(self.path, timeout=timeout, isolation_level=None)
@@ -123,6 +129,21 @@ class ResultStore:
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: cannot open the results store ({exc}); expected an SQLite "
                              "database written by mrdflow") from None
+
+    def _open_readonly(self, timeout: float) -> None:
+        if not self.path.is_file():
+            raise StoreError(f"{self.path}: results store not found (expected the SQLite file written by mrdflow run)")
+        try:
+            self._conn = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=timeout,
+                                         isolation_level=None)
+            row = self._conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: cannot read the results store ({exc}); expected an SQLite database "
+                             "written by mrdflow") from None
+        if row is None or row[0] != str(SCHEMA_VERSION):
+            self._conn.close()
+            raise StoreError(f"{self.path}: results store schema version {None if row is None else row[0]}, "
+                             f"expected {SCHEMA_VERSION}")
 
     # -- plumbing -------------------------------------------------------------------------------------------
     def _transaction(self):

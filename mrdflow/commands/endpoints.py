@@ -27,6 +27,13 @@ def run(args: argparse.Namespace) -> int:
     print(f"{e['study_id']}: {e['n_enrolled']} enrolled, {e['n_infused']} infused; "
           f"ORR {e['orr']['n']}/{e['orr']['denominator']}, ≥CR {e['crr']['n']}/{e['crr']['denominator']}, "
           f"MRD-negative (ITT) {e['mrd_negative_rate_itt']['n']}/{e['mrd_negative_rate_itt']['denominator']}")
+    src = e.get("mrd_source") or {}
+    if src.get("kind"):
+        print(f"MRD from the {'results store' if src['kind'] == 'store' else 'results.csv'} "
+              f"{', '.join(src['paths'])}: {src['n_rows']} assessment(s) from {src['n_samples']} sample(s), "
+              f"{len(src['failed_excluded'])} failed and {len(src['unmapped_excluded'])} unmapped excluded")
+    for w in e.get("warnings") or []:
+        print(f"warning: {w}")
     print(f"wrote {args.out}/patient_response.csv, assessment_response.csv, endpoints.json"
-          + ("" if args.no_html else ", trial_report.html"))
+          + ("" if args.no_html else ", trial_report.html") + (", mrd_source.csv" if res.mrd_view is not None else ""))
     return 0

@@ -7,6 +7,7 @@ relative to the YAML file's folder.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -85,6 +86,57 @@ class Lln(_Strict):
     alc_10e9_l: float = Field(gt=0)
 
 
+class MrdSource(_Strict):
+    """Where MRD results come from besides (or instead of) the ``mrd`` table: the lab's results store or
+    ``results.csv`` files of ``mrdflow run``, with a map from sample id to patient, date, tissue and method.
+
+    Exactly one of ``store`` / ``results_csv`` and one of ``samples`` (a mapping table) / ``sample_id_pattern``
+    (a regular expression matched against the whole sample id, with named groups ``patient_id`` and ``date``,
+    optionally ``tissue`` and ``method``). See :mod:`mrdflow.endpoints.mrd_source` for the selection rules.
+    """
+
+    store: Path | None = None
+    results_csv: tuple[Path, ...] | None = None
+    samples: Path | None = None
+    sample_id_pattern: str | None = None
+    #: strptime format of the pattern's ``date`` group.
+    date_format: str = "%Y-%m-%d"
+    #: method of a sample whose map gives none (the store holds flow-cytometry results).
+    method: Literal["NGF", "NGS"] = "NGF"
+    #: samples with results but no map entry are listed in endpoints.json's warnings instead of stopping the run.
+    ignore_unmapped: bool = False
+
+    @field_validator("results_csv", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: object) -> object:
+        return [v] if isinstance(v, (str, Path)) else v
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "MrdSource":
+        if (self.store is None) == (self.results_csv is None):
+            raise ValueError("give exactly one of 'store' (the results store, SQLite) or 'results_csv' "
+                             "(one or more results.csv files)")
+        if (self.samples is None) == (self.sample_id_pattern is None):
+            raise ValueError("give exactly one of 'samples' (a table sample_id, patient_id, date, tissue[, method]) "
+                             "or 'sample_id_pattern' (a regular expression with named groups)")
+        if self.results_csv is not None and not self.results_csv:
+            raise ValueError("'results_csv' lists no file")
+        if self.sample_id_pattern is not None:
+            try:
+                rx = re.compile(self.sample_id_pattern)
+            except re.error as exc:
+                raise ValueError(f"'sample_id_pattern' is not a valid regular expression ({exc})") from None
+            missing = [g for g in ("patient_id", "date") if g not in rx.groupindex]
+            if missing:
+                raise ValueError(f"'sample_id_pattern' lacks the named group(s) {missing} "
+                                 "(write (?P<patient_id>...) and (?P<date>...))")
+            unknown = sorted(set(rx.groupindex) - {"patient_id", "date", "tissue", "method"})
+            if unknown:
+                raise ValueError(f"'sample_id_pattern' has unknown named group(s) {unknown}; expected patient_id, "
+                                 "date, tissue, method")
+        return self
+
+
 class Study(_Strict):
     """A validated STUDY.yaml. ``tables`` maps table name → absolute CSV path."""
 
@@ -103,6 +155,8 @@ class Study(_Strict):
     survival: SurvivalRules = SurvivalRules()
     frailty: FrailtyRules = FrailtyRules()
     kinetics: KineticsRules = KineticsRules()
+    #: MRD results from the results store / results.csv (added to the ``mrd`` table's rows when both are given).
+    mrd_source: MrdSource | None = None
     source: Path | None = None
 
     @field_validator("ctcae_version", mode="before")
@@ -161,4 +215,19 @@ def load_study(path: str | Path) -> Study:
         if not full.is_file():
             raise StudyError(f"{path}: field 'tables.{name}': file {full} does not exist")
         tables[name] = full
-    return study.model_copy(update={"tables": tables})
+    update: dict = {"tables": tables}
+    src = study.mrd_source
+    if src is not None:
+        def resolve(field: str, rel: Path) -> Path:
+            full = (base / rel).resolve()
+            if not full.is_file():
+                raise StudyError(f"{path}: field 'mrd_source.{field}': file {full} does not exist")
+            return full
+
+        update["mrd_source"] = src.model_copy(update={
+            "store": None if src.store is None else resolve("store", src.store),
+            "results_csv": None if src.results_csv is None else tuple(
+                resolve("results_csv", p) for p in src.results_csv),
+            "samples": None if src.samples is None else resolve("samples", src.samples),
+        })
+    return study.model_copy(update=update)

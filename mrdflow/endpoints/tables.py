@@ -15,7 +15,7 @@ import datetime as dt
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping
 
 import pandas as pd
 
@@ -232,6 +232,7 @@ def parse_table(
     *,
     source: str,
     patients: pd.DataFrame | None = None,
+    spec: TableSpec | None = None,
 ) -> pd.DataFrame:
     """Validate and type one table given as a DataFrame of strings.
 
@@ -242,8 +243,9 @@ def parse_table(
     source : file name or description used in error messages.
     patients : the validated patients table; when given, every ``patient_id`` must be in it and the
         ``after_diagnosis`` dates must not precede the patient's diagnosis date.
+    spec : the table's specification when it is not one of :data:`SPECS` (e.g. the MRD sample map).
     """
-    spec = SPECS[table]
+    spec = spec if spec is not None else SPECS[table]
     frame = frame.rename(columns=lambda c: str(c).strip().lower())
     missing = [c.name for c in spec.columns if c.required and c.name not in frame.columns]
     if missing:
@@ -357,12 +359,25 @@ def empty_table(table: str) -> pd.DataFrame:
     return pd.DataFrame({c: pd.Series([], dtype=object) for c in cols})
 
 
-def load_tables(paths: Mapping[str, Path], overrides: Mapping[str, pd.DataFrame] | None = None) -> Tables:
+#: columns that identify one MRD assessment (two sources giving the same one is an error)
+MRD_KEY = ("patient_id", "date", "tissue", "method")
+
+#: a table derived from another source once the patients are known: patients → (frame of str, source label)
+Derived = Callable[[pd.DataFrame], "tuple[pd.DataFrame, str]"]
+
+
+def load_tables(paths: Mapping[str, Path], overrides: Mapping[str, pd.DataFrame] | None = None, *,
+                derived: Mapping[str, Derived] | None = None) -> Tables:
     """Load and validate every table named in ``paths`` (CSV) or given in ``overrides`` (DataFrames of str).
 
-    ``overrides`` lets a caller swap a source, e.g. MRD results from the results store instead of mrd.csv.
+    ``overrides`` lets a caller swap a source, e.g. MRD results from another CSV instead of mrd.csv (an override
+    replaces both the CSV and any ``derived`` source of that table). ``derived`` adds rows built once the
+    validated patients table is known (e.g. :func:`mrdflow.endpoints.mrd_source.mrd_view` from the results
+    store); its rows are validated like the CSV's and appended to them. For ``mrd``, one assessment
+    (patient, date, tissue, method) given by both sources is an error naming both.
     """
     overrides = dict(overrides or {})
+    derived = {k: v for k, v in (derived or {}).items() if k not in overrides}
 
     def raw(name: str) -> tuple[pd.DataFrame, str] | None:
         if name in overrides:
@@ -381,13 +396,37 @@ def load_tables(paths: Mapping[str, Path], overrides: Mapping[str, pd.DataFrame]
         if name == "patients":
             continue
         got = raw(name)
-        if got is None:
+        parts = [] if got is None else [(parse_table(got[0], name, source=got[1], patients=patients), got[1])]
+        if name in derived:
+            frame, label = derived[name](patients)
+            typed = parse_table(frame, name, source=label, patients=patients)
+            for extra in ("sample_id", "run_id"):  # provenance of derived rows, kept for citing them
+                if extra in frame.columns:
+                    typed[extra] = frame[extra].astype(str).to_numpy()
+            parts.append((typed, label))
+        if not parts:
             frames[name] = empty_table(name)
             continue
-        frames[name] = parse_table(got[0], name, source=got[1], patients=patients)
+        if len(parts) == 2 and name == "mrd":
+            _check_no_duplicate_assessments(parts)
+        frames[name] = parts[0][0] if len(parts) == 1 else pd.concat([p[0] for p in parts], ignore_index=True)
         present.add(name)
     _check_pk_infused(frames["cart_pk"], patients, paths.get("cart_pk", "<cart_pk frame>"))
     return Tables(patients=patients, present=frozenset(present), **frames)
+
+
+def _check_no_duplicate_assessments(parts: list[tuple[pd.DataFrame, str]]) -> None:
+    (first, first_src), (second, second_src) = parts
+    seen = {tuple(getattr(r, c) for c in MRD_KEY): r.source_row for r in first.itertuples(index=False)}
+    for r in second.itertuples(index=False):
+        key = tuple(getattr(r, c) for c in MRD_KEY)
+        if key in seen:
+            sample = f" (sample {r.sample_id!r})" if "sample_id" in second.columns else ""
+            raise StudyError(
+                f"{_where(second_src, 'mrd', r.source_row)}{sample}: the MRD assessment of patient {key[0]!r} on "
+                f"{key[1].isoformat()} ({key[2]}, {key[3]}) is also in {_where(first_src, 'mrd', seen[key])}; "
+                "give each assessment in one source only"
+            )
 
 
 def _check_pk_infused(pk: pd.DataFrame, patients: pd.DataFrame, source: object) -> None:

@@ -57,6 +57,8 @@ class TrialResults:
     results_text: str = ""
     tables: Tables | None = field(default=None, repr=False)
     teae_rows: pd.DataFrame | None = field(default=None, repr=False)  # one row per TEAE, grades filled
+    #: the mrd rows derived from the results store / results.csv (mrd_source.csv), when the study has mrd_source
+    mrd_view: pd.DataFrame | None = field(default=None, repr=False)
 
 
 def _iso(d: dt.date | None) -> str:
@@ -347,6 +349,9 @@ def write_outputs(res: TrialResults, out_dir: Path, *, html: bool = True) -> dic
     _write_atomic(paths["assessment_response"], res.visits.to_csv(index=False))
     text = json.dumps(_clean(res.endpoints), indent=2, default=_json_default, allow_nan=False, ensure_ascii=False)
     _write_atomic(paths["endpoints"], text + "\n")
+    if res.mrd_view is not None:
+        paths["mrd_source"] = out_dir / "mrd_source.csv"
+        _write_atomic(paths["mrd_source"], res.mrd_view.to_csv(index=False))
     if html:
         from mrdflow.endpoints.report import render_report
         paths["report"] = out_dir / "trial_report.html"
@@ -356,10 +361,28 @@ def write_outputs(res: TrialResults, out_dir: Path, *, html: bool = True) -> dic
 
 def run_study(study_path: str | Path, out_dir: str | Path, *,
               overrides: Mapping[str, pd.DataFrame] | None = None, html: bool = True) -> TrialResults:
-    """Load STUDY.yaml and its tables (``overrides`` swaps a table source, e.g. MRD from the results store),
-    derive every endpoint and write the outputs to ``out_dir``."""
+    """Load STUDY.yaml and its tables, derive every endpoint and write the outputs to ``out_dir``.
+
+    MRD rows come from the ``mrd`` table and/or the study's ``mrd_source`` (results store or results.csv through
+    a sample map, :mod:`mrdflow.endpoints.mrd_source`); ``overrides`` swaps a table source (``{"mrd": frame}``
+    replaces both). endpoints.json records the MRD source (``mrd_source``) and what was left out (``warnings``).
+    """
     study = load_study(study_path)
-    tables = load_tables(study.tables, overrides)
+    overrides = dict(overrides or {})
+    loader = None
+    if study.mrd_source is not None and "mrd" not in overrides:
+        from mrdflow.endpoints.mrd_source import MrdSourceLoader
+        loader = MrdSourceLoader(study.mrd_source)
+    tables = load_tables(study.tables, overrides, derived={"mrd": loader} if loader is not None else None)
     res = analyse(study, tables)
+    source: dict = {"table": str(study.tables["mrd"]) if "mrd" in study.tables and "mrd" not in overrides else None,
+                    "override": "mrd" in overrides}
+    warnings: list[str] = []
+    if loader is not None and loader.view is not None:
+        source.update(loader.view.summary)
+        warnings = list(loader.view.warnings)
+        res.mrd_view = loader.view.frame
+    res.endpoints["mrd_source"] = source
+    res.endpoints["warnings"] = warnings
     write_outputs(res, Path(out_dir), html=html)
     return res
