@@ -21,13 +21,13 @@ from mrdflow.errors import MrdflowError
 
 #: subcommand name -> module under mrdflow.commands (kept in the order shown by --help)
 COMMANDS: dict[str, str] = {
-    "endpoints": "endpoints",
-    "info": "info",
-    "simulate": "simulate",
-    "validate-panel": "validate_panel",
-    "gate": "gate",
     "run": "run",
     "analyze": "analyze",
+    "info": "info",
+    "validate-panel": "validate_panel",
+    "gate": "gate",
+    "simulate": "simulate",
+    "endpoints": "endpoints",
 }
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE = 0, 1, 2
