@@ -18,7 +18,7 @@ from mrdflow import __version__
 from mrdflow.result import SampleResult
 
 __all__ = ["render_sample_report", "render_batch_report", "mrd_statement", "sci", "status_class", "status_label",
-           "explain_flags", "population_rows", "FLAG_DESCRIPTIONS", "STATUS_LABELS"]
+           "explain_flags", "population_rows", "mrd_level", "FLAG_DESCRIPTIONS", "STATUS_LABELS"]
 
 _ENV = jinja2.Environment(
     loader=jinja2.FileSystemLoader(Path(__file__).with_name("templates")),
@@ -127,6 +127,18 @@ def mrd_statement(result: SampleResult) -> str:
     return f"MRD not evaluable: {found} in {n} evaluable cells, and {why}"
 
 
+def mrd_level(result: SampleResult) -> str:
+    """The MRD level as a reviewer should read it: the fraction when positive, ``< LOD`` when negative,
+    ``not evaluable`` when the sensitivity was not reached, an em dash when not analysed."""
+    if not result.ok:
+        return "—"
+    if result.mrd_status == "NEGATIVE":
+        return f"< {sci(result.lod)}"
+    if result.mrd_status == "NOT_EVALUABLE":
+        return "not evaluable"
+    return sci(result.mrd_fraction)
+
+
 def status_class(result: SampleResult) -> str:
     """CSS class of a sample's status colour."""
     if not result.ok:
@@ -174,7 +186,8 @@ def explain_flags(result: SampleResult) -> list[tuple[str, str]]:
             fr, lim = hemo.get("fractions") or {}, hemo.get("limits") or {}
             if below:
                 text += " — below reference: " + ", ".join(
-                    f"{b} {fr[b]:.3g} % (reference ≥ {lim[b]:.3g} %)" if _finite(fr.get(b)) and _finite(lim.get(b))
+                    f"{b} {100 * fr[b]:.3g} % of evaluable cells (reference ≥ {100 * lim[b]:.3g} %)"
+                    if _finite(fr.get(b)) and _finite(lim.get(b))
                     else str(b) for b in below)
         elif flag == "pcl_criterion_met" and _finite(d.get("pct_circulating_pc")):
             text += (f": {d['pct_circulating_pc']:.2f} % of evaluable cells are plasma cells "
@@ -240,11 +253,11 @@ def _attach_pc_labels(tube, roles: dict[str, list[str]]) -> None:
     labels their role and hang them under the plasma-cell population so membership and colours follow."""
     pcs = roles.get("plasma_cell", [])
     for role in ("normal_pc", "aberrant_pc"):
-        if role in tube.label_names and role not in tube.parents:
+        if role in tube.label_names and (role not in tube.gates):
             roles.setdefault(role, [])
             if role not in roles[role]:
                 roles[role].append(role)
-            if pcs:
+            if pcs and role not in tube.parents:
                 tube.parents[role] = pcs[0]
 
 
@@ -291,7 +304,7 @@ def render_sample_report(result: SampleResult, files: Sequence[Mapping[str, Any]
         r=result, files=files, tubes=tubes, statement=mrd_statement(result), status_class=status_class(result),
         status_label=status_label(result), flags=explain_flags(result), details=_details_rows(result.details),
         traceback=result.details.get("traceback"), sci=sci, count=count, pct=pct, input_key=input_key or "",
-        populations=population_rows(result), provenance=prov, required=_required_sensitivity(result),
+        populations=population_rows(result), provenance=prov, mrd_level=mrd_level(result), required=_required_sensitivity(result),
         version=__version__, generated=generated or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )
 
@@ -306,4 +319,4 @@ def render_batch_report(results: Sequence[SampleResult], links: Mapping[str, str
         totals[status] = sum(1 for r in results if r.ok and r.mrd_status == status)
     return _ENV.get_template("index.html").render(
         rows=rows, totals=totals, run_id=run_id, panel_name=panel_name, started=started, sci=sci, count=count,
-        version=__version__, flag_descriptions=FLAG_DESCRIPTIONS)
+        version=__version__, flag_descriptions=FLAG_DESCRIPTIONS, mrd_level=mrd_level)

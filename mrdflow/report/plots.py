@@ -18,6 +18,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from matplotlib.patches import Ellipse, Polygon, Rectangle
 
 from mrdflow.panel import normalize_marker
@@ -64,8 +65,15 @@ def _figure() -> tuple[Figure, Any]:
     fig = Figure(figsize=_FIGSIZE)
     fig.subplots_adjust(left=0.2, bottom=0.16, right=0.96, top=0.9)
     ax = fig.add_subplot()
-    ax.tick_params(labelsize=_TICK_PT)
+    _ticks(ax)
     return fig, ax
+
+
+def _ticks(ax) -> None:
+    # few ticks: readable, and tick drawing is most of a small figure's rendering time
+    ax.xaxis.set_major_locator(MaxNLocator(5))
+    ax.yaxis.set_major_locator(MaxNLocator(5))
+    ax.tick_params(labelsize=_TICK_PT)
 
 
 def axis_label(tube: TubePlotData, dim: str) -> str:
@@ -446,8 +454,7 @@ def phenotype_plots(tube: TubePlotData, roles: Mapping[str, Sequence[str]], memb
         ax.set_ylim(*ylim)
         ax.set_xlabel(axis_label(tube, a), fontsize=_LABEL_PT)
         ax.set_ylabel(axis_label(tube, b), fontsize=_LABEL_PT)
-        ax.set_title(f"PC: {a} vs {b} — normal {int(normal.sum())}, aberrant {int(aberrant.sum())}",
-                     fontsize=_TITLE_PT)
+        ax.set_title(f"Plasma cells: {a} vs {b}", fontsize=_TITLE_PT)
         images.append(Image(f"{tube.tube}: plasma cells, {a} vs {b}",
                             f"Normal (green, {int(normal.sum())}) and aberrant (red, {int(aberrant.sum())}) plasma "
                             "cells among the plotted events, over the other evaluable cells (grey density)",
@@ -509,7 +516,7 @@ def time_plot(tube: TubePlotData) -> Image | None:
     fig = Figure(figsize=(7.2, 2.4))
     fig.subplots_adjust(left=0.1, bottom=0.22, right=0.98, top=0.88)
     ax = fig.add_subplot()
-    ax.tick_params(labelsize=_TICK_PT)
+    _ticks(ax)
     ax.step(start, rate, where="post", color="#1f77b4", linewidth=1, label="flow rate per bin")
     excluded = trace.get("excluded_ranges") or trace.get("excluded") or []
     for rng in excluded:
