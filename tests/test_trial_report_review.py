@@ -42,3 +42,10 @@ def test_tables_read_like_a_trial_abstract(trial):
     assert "<th>Best response</th>" in html and "<th>PFS (mo)</th>" in html  # plain headers, not column codes
     assert "<td>True</td>" not in html and "<td>yes</td>" in html
     assert "numbers at risk under each panel" in html and "@media print" in html
+
+
+def test_sensitivity_written_as_a_power_of_ten(trial):
+    from mrdflow.endpoints.report import _power_of_ten, results_paragraph
+
+    assert (_power_of_ten(1e-5), _power_of_ten(2e-6), _power_of_ten(2.5e-5)) == ("10⁻⁵", "2×10⁻⁶", "2.5×10⁻⁵")
+    assert "MRD negativity in bone marrow at a sensitivity of 10⁻⁵ was reached by 4/8" in results_paragraph(trial)

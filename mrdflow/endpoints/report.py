@@ -152,6 +152,14 @@ def kinetics_figure(res: "TrialResults") -> str | None:
     return _png(fig)
 
 
+def _power_of_ten(x: float) -> str:
+    """``10⁻⁵`` for 1e-5, ``2×10⁻⁶`` for 2e-6 (how sensitivities are written in MRD papers)."""
+    mantissa, exp = f"{x:.1e}".split("e")
+    sup = str(int(exp)).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"10{sup}" if mantissa == "1" else f"{mantissa}×10{sup}"
+
+
 def _pct(r: dict) -> str:
     if not r or r["denominator"] == 0:
         return "not estimable"
@@ -177,7 +185,7 @@ def results_paragraph(res: "TrialResults") -> str:
         parts.append(f"Median follow-up (reverse Kaplan–Meier) was {_median_text(fu).replace(' (95% CI', ' (95% CI')}.")
     parts.append(f"The overall response rate (≥PR, {crit}, confirmed) was {_pct(e['orr'])}, with ≥VGPR in "
                  f"{_pct(e['vgpr_or_better_rate'])}, ≥CR in {_pct(e['crr'])} and sCR in {_pct(e['scr_rate'])}.")
-    sens = f"{st.mrd.required_sensitivity:.0e}".replace("e-0", "e-")
+    sens = _power_of_ten(st.mrd.required_sensitivity)
     present = set(e.get("tables_present", ()))
     if "mrd" not in present:
         parts.append("MRD was not assessed (no MRD table).")
@@ -272,6 +280,7 @@ def render_report(res: "TrialResults") -> str:
         patient_rows=patient_rows,
         km_png=km_figure(res), swimmer_png=swimmer_figure(res), pk_png=kinetics_figure(res),
         criteria_label=_CRITERIA_LABEL[res.study.response_criteria],
+        sensitivity=_power_of_ten(res.study.mrd.required_sensitivity),
     )
 
 

@@ -177,6 +177,27 @@ def _limits(values: np.ndarray) -> tuple[float, float]:
     return float(lo - pad), float(hi + pad)
 
 
+def _with_gate_bounds(lim: tuple[float, float], values: np.ndarray, gates: Sequence[Mapping[str, Any]],
+                      dims: Sequence[str], axis: int) -> tuple[float, float]:
+    """Widen axis limits to show the range/rectangle gate boundaries that lie within the data's full extent (a
+    gate placed on a few bright events sits beyond the percentile limits and would otherwise be invisible)."""
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return lim
+    lo_data, hi_data = float(finite.min()), float(finite.max())
+    bounds = []
+    for g in gates:
+        gdims = list(g.get("dims", dims))
+        if g.get("type") in ("range", "rectangle") and dims[axis] in gdims:
+            k = gdims.index(dims[axis])
+            bounds += [v for v in (g["min"][k], g["max"][k]) if v is not None and lo_data <= float(v) <= hi_data]
+    if not bounds:
+        return lim
+    lo, hi = min(lim[0], min(bounds)), max(lim[1], max(bounds))
+    pad = 0.04 * (hi - lo)
+    return (lo - pad if lo < lim[0] else lo), (hi + pad if hi > lim[1] else hi)
+
+
 def _union(lim: tuple[float, float], values: np.ndarray) -> tuple[float, float]:
     """Widen axis limits so that ``values`` (e.g. the plasma cells, which may be the brightest events) show."""
     values = values[np.isfinite(values)]
@@ -356,7 +377,7 @@ def _gating_step(tube: TubePlotData, membership: Membership, parent: str, dims: 
     m = membership.mask(parent)
     fig, ax = _figure()
     x = tube.events[m, _column(tube, dims[0])]
-    xlim = _limits(x)
+    xlim = _with_gate_bounds(_limits(x), x, [tube.gates[p] for p in pops], dims, 0)
     if len(dims) == 1:
         ax.hist(x[np.isfinite(x)], bins=_BINS, range=xlim, color="#555555", histtype="stepfilled")
         ax.set_xlim(*xlim)
@@ -366,7 +387,7 @@ def _gating_step(tube: TubePlotData, membership: Membership, parent: str, dims: 
         ax.set_ylabel("events (plotted)", fontsize=_LABEL_PT)
     else:
         y = tube.events[m, _column(tube, dims[1])]
-        ylim = _limits(y)
+        ylim = _with_gate_bounds(_limits(y), y, [tube.gates[p] for p in pops], dims, 1)
         _density(ax, x, y, xlim, ylim)
         ax.set_ylabel(axis_label(tube, dims[1]), fontsize=_LABEL_PT)
     ax.set_xlabel(axis_label(tube, dims[0]), fontsize=_LABEL_PT)
