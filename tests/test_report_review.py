@@ -132,7 +132,7 @@ def test_every_gating_step_has_a_labelled_figure_or_a_stated_rule(demo):
         # gate labels carry the pipeline's whole-tube count and % of parent, e.g. "cd19_pos: 1 205 (7.8 %)"
         cap = next(im.caption for im in images if im.title.endswith(": plasma_cells") or "cd138_pos" in im.title)
         n = counts["cd138_pos"]
-        assert f"cd138_pos: {n.count:,} ({n.pct_of_parent:.1f} %)".replace(",", "\u2009") in cap
+        assert f"cd138_pos: {n.count:,} ({n.pct_of_parent:.1f} %)".replace(",", "\u202f") in cap
     rules = dict((pop, rule) for pop, _, rule in combined_populations(result.plots[0]))
     assert rules["plasma_cells"] == "cd138_pos and cd38_pos" and rules["debris"] == "not cells"
 
