@@ -208,7 +208,7 @@ def _write_report(task: SampleTask, result: SampleResult, sha: Mapping[str, str]
                 for t, p in task.tubes.items()]
     try:
         roles = _template_roles(task)
-        html = render_sample_report(result, identity, roles=roles, input_key=key)
+        html = render_sample_report(result, identity, roles=roles, input_key=key, provenance={"panel": task.panel_path, **{f"{k} SHA-256": v for k, v in task.config_sha256.items()}})
     except Exception as exc:  # noqa: BLE001 - a plotting problem must not lose the sample's result
         result.qc_flags.append("report_failed")
         result.details["report_error"] = f"{type(exc).__name__}: {exc}"

@@ -268,6 +268,9 @@ def _analyze_tube(panel: Panel, template, tube: str, path: Path, *, plot_data: b
         "spillover": None if setup.spillover is None else setup.spillover.source,
     }
     plot = _plot_data(tube, fcs, res, pc_idx, aberrant, tq, seed) if plot_data else None
+    if plot is not None:  # the scale of each plotted column, for the report's axis titles
+        plot.axis_units = {c.marker or c.name: setup.transforms[c.name].kind for c in fcs.channels
+                           if c.name in setup.transforms}
     return TubeAnalysis(tube=tube, file=path, counts=counts, role_counts=role_counts, steps=steps, details=details,
                         populations=populations, plot=plot, plasma_cell_index=pc_idx,
                         aberrant_index=pc_idx[aberrant], time_kept=keep)

@@ -78,6 +78,7 @@ class TubePlotData:
     its deepest population (index into ``label_names``). ``gates`` maps population name to the plain description of
     the gate that defined it for this sample (``Gate.to_dict()``), ``gate_dims`` to the dimensions it was drawn in.
     ``time_trace`` is the time/flow-rate QC trace (bin starts, rates, kept flags, excluded stretches) as plain lists.
+    ``axis_units`` maps a column to the scale its values are on (the transform kind, e.g. ``"logicle"``).
     """
 
     tube: str
@@ -89,6 +90,7 @@ class TubePlotData:
     gate_dims: dict[str, list[str]] = field(default_factory=dict)
     parents: dict[str, str] = field(default_factory=dict)
     time_trace: dict[str, Any] = field(default_factory=dict)
+    axis_units: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

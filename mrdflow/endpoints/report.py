@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import base64
 import io
+
+import numpy as np
 from typing import TYPE_CHECKING
 
 import matplotlib
@@ -34,21 +36,52 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def km_figure(res: "TrialResults") -> str | None:
-    curves = [(k, res.km[k]) for k in ("pfs", "os", "dor") if res.km[k].n > 0]
-    if not curves:
+_KM_PANELS = (("pfs", "Progression-free survival", "#1f77b4"), ("os", "Overall survival", "#2ca02c"),
+              ("dor", "Duration of response", "#9467bd"))
+
+
+def _km_data(res: "TrialResults", key: str):
+    """(months, event) of one endpoint per patient, from the patient table the estimates were computed from."""
+    cols = (f"{key}_months", f"{key}_event")
+    if res.patients.empty or not all(c in res.patients.columns for c in cols):
         return None
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for key, km in curves:
-        ax.step(km.times, km.survival, where="post", label=f"{key.upper()} (n={km.n}, events={km.n_events})")
-        cens = [(t, _s_at(km, t)) for t in km.censor_times]
-        if cens:
-            ax.plot([c[0] for c in cens], [c[1] for c in cens], "|", ms=9, color=ax.lines[-1].get_color())
-    ax.set_xlabel("months")
-    ax.set_ylabel("probability")
-    ax.set_ylim(0, 1.05)
-    ax.legend(loc="lower left", fontsize=8)
-    ax.set_title("Kaplan–Meier estimates (| = censored)")
+    d = res.patients[list(cols)].dropna()
+    return d[cols[0]].astype(float).to_numpy(), d[cols[1]].astype(bool).to_numpy()
+
+
+def km_figure(res: "TrialResults") -> str | None:
+    """PFS, OS and DOR Kaplan–Meier curves side by side: 95 % CI band, censoring ticks, the median marked, and
+    the numbers at risk under each panel (lifelines ``add_at_risk_counts``)."""
+    from lifelines import KaplanMeierFitter
+    from lifelines.plotting import add_at_risk_counts
+
+    panels = []
+    for key, title, colour in _KM_PANELS:
+        km = res.km[key]
+        data = _km_data(res, key)
+        if km.n == 0 or data is None or data[0].size != km.n:
+            continue
+        panels.append((key, title, colour, km, data))
+    if not panels:
+        return None
+    horizon = max(float(d[0].max()) for *_, d in panels)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.1), squeeze=False)
+    for ax, (key, title, colour, km, (t, e)) in zip(axes[0], panels):
+        kmf = KaplanMeierFitter(alpha=0.05, label=key.upper()).fit(t, e)
+        kmf.plot_survival_function(ax=ax, ci_show=True, show_censors=True, color=colour, legend=False,
+                                   censor_styles={"ms": 8, "marker": "|"})
+        if km.median_months is not None:
+            ax.plot([0, km.median_months, km.median_months], [0.5, 0.5, 0], ls=":", color="grey", lw=1)
+        ax.set_title(f"{title}\nmedian {km.median_text()}", fontsize=9)
+        ax.set_xlim(0, horizon * 1.03)
+        ax.set_ylim(0, 1.05)
+        ax.set_xlabel("months", fontsize=9)
+        ax.set_ylabel("probability" if ax is axes[0][0] else "", fontsize=9)
+        ax.grid(alpha=0.25)
+        ax.text(0.97, 0.05, f"n={km.n}, events={km.n_events}\n| censored", transform=ax.transAxes, ha="right",
+                va="bottom", fontsize=8)
+        add_at_risk_counts(kmf, ax=ax, rows_to_show=["At risk"], fig=fig)
+    fig.tight_layout()
     return _png(fig)
 
 
@@ -94,7 +127,8 @@ def swimmer_figure(res: "TrialResults") -> str | None:
     handles += [plt.Line2D([], [], marker="v", ls="", color="#08519c", label="MRD−"),
                 plt.Line2D([], [], marker="^", ls="", color="#a50f15", label="MRD+"),
                 plt.Line2D([], [], marker="x", ls="", color="#737373", label="MRD NE"),
-                plt.Line2D([], [], marker="X", ls="", color="black", label="death")]
+                plt.Line2D([], [], marker="X", ls="", color="black", label="death"),
+                plt.Line2D([], [], marker=">", ls="", color="#6baed6", label="alive at cut-off")]
     ax.legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1))
     ax.set_title("Confirmed response and bone-marrow MRD over time")
     return _png(fig)
@@ -116,6 +150,14 @@ def kinetics_figure(res: "TrialResults") -> str | None:
     ax.legend(fontsize=7, ncol=2)
     ax.set_title("CAR-T expansion and persistence (BLQ values not shown)")
     return _png(fig)
+
+
+def _power_of_ten(x: float) -> str:
+    """``10⁻⁵`` for 1e-5, ``2×10⁻⁶`` for 2e-6 (how sensitivities are written in MRD papers)."""
+    mantissa, exp = f"{x:.1e}".split("e")
+    sup = str(int(exp)).translate(str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹"))
+    mantissa = mantissa.rstrip("0").rstrip(".")
+    return f"10{sup}" if mantissa == "1" else f"{mantissa}×10{sup}"
 
 
 def _pct(r: dict) -> str:
@@ -143,7 +185,7 @@ def results_paragraph(res: "TrialResults") -> str:
         parts.append(f"Median follow-up (reverse Kaplan–Meier) was {_median_text(fu).replace(' (95% CI', ' (95% CI')}.")
     parts.append(f"The overall response rate (≥PR, {crit}, confirmed) was {_pct(e['orr'])}, with ≥VGPR in "
                  f"{_pct(e['vgpr_or_better_rate'])}, ≥CR in {_pct(e['crr'])} and sCR in {_pct(e['scr_rate'])}.")
-    sens = f"{st.mrd.required_sensitivity:.0e}".replace("e-0", "e-")
+    sens = _power_of_ten(st.mrd.required_sensitivity)
     present = set(e.get("tables_present", ()))
     if "mrd" not in present:
         parts.append("MRD was not assessed (no MRD table).")
@@ -224,23 +266,51 @@ def render_report(res: "TrialResults") -> str:
                         "cr_date", "pd_date", "relapse_from_cr_date", "mrd_negative", "sustained_mrd_negative",
                         "pfs_months", "pfs_event", "os_months", "os_event", "crs_max_grade", "icans_max_grade",
                         "frailty_baseline_category") if c in res.patients.columns]
-    patient_rows = [[_cell(v) for v in row] for row in res.patients[cols].itertuples(index=False)]
+    patient_rows = [[_cell(v, integer=c.endswith("_grade")) for c, v in zip(cols, row)]
+                    for row in res.patients[cols].itertuples(index=False)]
+    n_eff = e["n_efficacy_population"]
+    best_pct = {k: (f"{100 * v / n_eff:.0f}%" if n_eff else "—") for k, v in e["best_response_counts"].items()}
+    teae = [{**r, "any_text": _n_pct(r["n_any"], r["n_infused"]), "g3_text": _n_pct(r["n_grade3plus"], r["n_infused"])}
+            for r in res.teae.to_dict("records")]
+    cyto = {term: _n_pct(r["n"], r["denominator"]) for term, r in (e.get("cytopenia_grade3plus_rate") or {}).items()}
     return tpl.render(
         study=res.study, e=e, results_text=res.results_text, rate_rows=rate_rows, km_rows=km_rows,
-        best=e["best_response_counts"], pk_rows=pk_rows, pk_sum=pk_sum, teae=res.teae.to_dict("records"),
-        cyto=(e.get("cytopenia_grade3plus_rate") or {}), patient_cols=cols, patient_rows=patient_rows,
+        best=e["best_response_counts"], best_pct=best_pct, pk_rows=pk_rows, pk_sum=pk_sum, teae=teae,
+        cyto=cyto, patient_cols=cols, patient_headers=[_PATIENT_HEADERS.get(c, c) for c in cols],
+        patient_rows=patient_rows,
         km_png=km_figure(res), swimmer_png=swimmer_figure(res), pk_png=kinetics_figure(res),
         criteria_label=_CRITERIA_LABEL[res.study.response_criteria],
+        sensitivity=_power_of_ten(res.study.mrd.required_sensitivity),
     )
+
+
+_PATIENT_HEADERS = {
+    "patient_id": "Patient", "infused": "Infused", "measurable_disease": "Measurable disease",
+    "best_response": "Best response", "first_response_date": "First ≥PR", "cr_date": "CR", "pd_date": "PD",
+    "relapse_from_cr_date": "Relapse from CR", "mrd_negative": "MRD−", "sustained_mrd_negative": "Sustained MRD−",
+    "pfs_months": "PFS (mo)", "pfs_event": "PFS event", "os_months": "OS (mo)", "os_event": "Death",
+    "crs_max_grade": "CRS grade", "icans_max_grade": "ICANS grade", "frailty_baseline_category": "Frailty (baseline)",
+}
+
+
+def _n_pct(n, denominator) -> str:
+    """``7 (88%)`` — a count with its percentage of the denominator."""
+    if not denominator:
+        return f"{n}"
+    return f"{n} ({100 * n / denominator:.0f}%)"
 
 
 def _fmt(v, fmt: str = "{:g}") -> str:
     return "—" if v is None else fmt.format(v)
 
 
-def _cell(v) -> str:
+def _cell(v, integer: bool = False) -> str:
     if v is None or (isinstance(v, float) and v != v):
         return ""
+    if integer and isinstance(v, (int, float, np.integer, np.floating)):
+        return f"{int(v)}"
+    if isinstance(v, (bool, np.bool_)):
+        return "yes" if v else "no"
     if isinstance(v, float):
         return f"{v:.1f}"
     return str(v)
