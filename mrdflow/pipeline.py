@@ -281,13 +281,23 @@ _MIN_TICKS_PER_BIN = 20
 def _time_bin_size(times: np.ndarray, min_cells: int, max_bins: int) -> int | None:
     """Events per time-QC bin: PeacoQC's automatic size, enlarged so a bin spans ≥ 20 clock ticks; None = auto."""
     n = times.size
-    n_ticks = np.unique(times).size
+    n_ticks = _n_distinct(times)
     if n == 0 or n_ticks < 2:
         return None
     auto = max(min_cells, math.ceil(n / max_bins))
     per_tick = n / n_ticks
     wanted = math.ceil(_MIN_TICKS_PER_BIN * per_tick)
     return wanted if wanted > auto else None
+
+
+def _n_distinct(values: np.ndarray) -> int:
+    """Number of distinct values; without a sorted copy when they are already in order (a Time column)."""
+    if values.size < 2:
+        return int(values.size)
+    head, tail = values[:-1], values[1:]
+    if np.all(head <= tail):
+        return 1 + int(np.count_nonzero(head != tail))
+    return int(np.unique(values).size)
 
 
 def _find_marker(marker_cols: Mapping[str, int], name: str) -> str | None:

@@ -261,10 +261,11 @@ def _subsample_rows(mask: np.ndarray | None, n_rows: int, max_events: int, seed:
 
 class _MaskStore:
     """Population masks during gating: every mask kept bit-packed (n/8 bytes, into ``packed``), and at most
-    :attr:`KEEP` of those still needed also as bool arrays (least recently used unpacked ones are dropped and
-    unpacked again on demand), so a tree of many populations holds a few n-byte masks at a time."""
+    :attr:`KEEP` of those still needed also as bool arrays (a parent and the node just evaluated; the least
+    recently used is dropped and unpacked again on demand, ~1 ms per 5 M events), so a tree of many
+    populations holds a few n-byte masks at a time."""
 
-    KEEP = 4
+    KEEP = 2
 
     def __init__(self, n: int, packed: dict[str, np.ndarray]):
         self.n = n
