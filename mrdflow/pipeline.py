@@ -110,7 +110,6 @@ def analyze_sample_tubes(files: Sequence[str | Path], panel: Panel | str | Path,
         A file cannot be read, does not fit the panel, a gate cannot be placed, or the files do not form one
         sample — the message names the file.
     """
-    from mrdflow.gating.template import load_template
     from mrdflow.panel_files import group_files
 
     if not isinstance(panel, Panel):
@@ -118,7 +117,7 @@ def analyze_sample_tubes(files: Sequence[str | Path], panel: Panel | str | Path,
     paths = [Path(f) for f in files]
     if not paths:
         raise AnalysisError("analyze_sample: no files given")
-    template = load_template(panel.template)
+    template = _template(panel.template)
     groups = _group(panel, paths, group_files)
     if len(groups) != 1:
         raise AnalysisError(f"files {', '.join(p.name for p in paths)} form {len(groups)} samples "
@@ -510,6 +509,25 @@ def _hemodilution(panel: Panel, tubes: list[TubeAnalysis]):
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+
+#: parsed templates by (path, mtime, size): a batch worker parses its template once, not once per sample
+_TEMPLATES: dict[tuple[str, int, int], Any] = {}
+
+
+def _template(path: str | Path):
+    """:func:`mrdflow.gating.template.load_template`, cached while the file is unchanged (templates are frozen)."""
+    from mrdflow.gating.template import load_template
+
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return load_template(path)  # its own error names the file
+    key = (str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
+    if key not in _TEMPLATES:
+        if len(_TEMPLATES) >= 8:
+            _TEMPLATES.clear()
+        _TEMPLATES[key] = load_template(path)
+    return _TEMPLATES[key]
 
 
 def _group(panel: Panel, paths: list[Path], group_files):

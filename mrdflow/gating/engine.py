@@ -212,8 +212,14 @@ def gate_events(events: np.ndarray, index: Mapping[str, int], template: Template
     dtype = np.uint8 if len(names) < 255 else np.uint16
     labels = np.zeros(n, dtype=dtype)
     for i in paint:
+        c = counts[names[i]]
+        if c == 0:
+            continue
         m = np.unpackbits(packed[names[i]], count=n).view(bool)
-        labels[m] = i + 1
+        if c < n // 16:  # a rare population: write its rows only
+            labels[np.flatnonzero(m)] = i + 1
+        else:
+            np.putmask(labels, m, i + 1)
     return GatingResult(template=template, n_events=n, labels=labels, label_names=(ROOT, *names),
                         counts=counts, gates=gates, fitted=fitted, warnings=warnings, _packed=packed)
 

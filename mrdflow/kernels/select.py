@@ -158,7 +158,9 @@ def sorted_choice(n: int, size: int, seed: int) -> np.ndarray:
     full permutation of a small ``n``) and whenever the replay cannot be used. ``tests/test_perf_equivalence.py`` checks the
     equality against numpy.
     """
-    if not (0 < size <= n) or n <= 10_000 or size <= n // 50 or n > 0xFFFFFFFF:
+    if size == n:
+        return np.arange(n, dtype=np.int64)  # every index (numpy's too, in its shuffled order)
+    if not (0 < size < n) or n <= 10_000 or size <= n // 50 or n > 0xFFFFFFFF:
         return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
     n_raw = size // 2 + 64
     while True:
