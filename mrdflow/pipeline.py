@@ -32,6 +32,7 @@ from mrdflow.errors import AnalysisError, FcsError, MrdflowError, PanelError
 from mrdflow.gating.light_chain import KAPPA, LAMBDA, NO_CHAIN, light_chain_restricted
 from mrdflow.gating.pc_markers import NORMAL_PC_PATTERN, MarkerReference
 from mrdflow.gating.phenotype import PhenotypeResult, classify_plasma_cells
+from mrdflow.kernels.select import rows_at_ranks
 from mrdflow.mrd import MrdThresholds, TubeCounts, quantify
 from mrdflow.panel import Panel, load_panel
 from mrdflow.result import PopulationCount, SampleResult, TubePlotData
@@ -314,9 +315,15 @@ def _references(ev: np.ndarray, judged: list[str], cols: list[int], pcs: np.ndar
     def rows(role: str) -> np.ndarray | None:
         if role not in cache:
             m = role_mask(role)
-            idx = None if m is None else np.flatnonzero(m)
-            if idx is not None and idx.size > _REFERENCE_EVENTS:
-                idx = np.sort(rng.choice(idx, _REFERENCE_EVENTS, replace=False))
+            idx = None
+            if m is not None:
+                k = int(np.count_nonzero(m))
+                if k > _REFERENCE_EVENTS:
+                    # = np.sort(rng.choice(np.flatnonzero(m), ...)): the same draws (choice of an array picks
+                    # positions), mapped to rows without the index array of the whole population
+                    idx = rows_at_ranks(m, np.sort(rng.choice(k, _REFERENCE_EVENTS, replace=False)))
+                else:
+                    idx = np.flatnonzero(m)
             cache[role] = idx
         return cache[role]
 
