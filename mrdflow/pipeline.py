@@ -34,6 +34,7 @@ from mrdflow.gating.pc_markers import NORMAL_PC_PATTERN, MarkerReference
 from mrdflow.gating.phenotype import PhenotypeResult, classify_plasma_cells
 from mrdflow.mrd import MrdThresholds, TubeCounts, quantify
 from mrdflow.panel import Panel, load_panel
+from mrdflow.panel_files import SampleFiles, SpecimenCall
 from mrdflow.result import PopulationCount, SampleResult, TubePlotData
 
 __all__ = ["analyze_sample", "analyze_sample_tubes", "REFERENCE_ROLES", "TubeAnalysis", "PLOT_EVENTS"]
@@ -78,13 +79,14 @@ class TubeAnalysis:
 
 
 def analyze_sample(files: Sequence[str | Path], panel: Panel | str | Path, *, sample_id: str | None = None,
-                   plot_data: bool = False) -> SampleResult:
+                   plot_data: bool = False, specimen: str | None = None) -> SampleResult:
     """Analyse one sample (its one or two tube files) with a panel; see :func:`analyze_sample_tubes`."""
-    return analyze_sample_tubes(files, panel, sample_id=sample_id, plot_data=plot_data)[0]
+    return analyze_sample_tubes(files, panel, sample_id=sample_id, plot_data=plot_data, specimen=specimen)[0]
 
 
 def analyze_sample_tubes(files: Sequence[str | Path], panel: Panel | str | Path, *, sample_id: str | None = None,
-                         plot_data: bool = False) -> tuple[SampleResult, list[TubeAnalysis]]:
+                         plot_data: bool = False, specimen: str | None = None
+                         ) -> tuple[SampleResult, list[TubeAnalysis]]:
     """Analyse one sample (its one or two tube files) with a panel.
 
     Parameters
@@ -95,6 +97,9 @@ def analyze_sample_tubes(files: Sequence[str | Path], panel: Panel | str | Path,
     sample_id : overrides the id the grouping rule gives.
     plot_data : also fill ``SampleResult.plots`` (≤ 100 k scaled events per tube with labels, gate geometry,
         parents and the time-QC trace) for the QC report.
+    specimen : ``"bone_marrow"`` or ``"peripheral_blood"``, overriding the panel's per-sample rule
+        (:func:`mrdflow.panel_files.resolve_specimen`: ``samples`` table, ``specimen_by``, ``specimen``).
+        Blood: circulating plasma cells and the PCL criterion, hemodilution ``not_assessed``.
 
     Returns
     -------
@@ -111,10 +116,14 @@ def analyze_sample_tubes(files: Sequence[str | Path], panel: Panel | str | Path,
         sample — the message names the file.
     """
     from mrdflow.gating.template import load_template
-    from mrdflow.panel_files import group_files
+    from mrdflow.panel import SPECIMENS
+    from mrdflow.panel_files import group_files, resolve_specimen
 
     if not isinstance(panel, Panel):
         panel = load_panel(panel)
+    if specimen is not None and specimen not in SPECIMENS:
+        raise AnalysisError(f"analyze_sample: specimen {specimen!r} is not known (expected one of "
+                            f"{', '.join(SPECIMENS)})")
     paths = [Path(f) for f in files]
     if not paths:
         raise AnalysisError("analyze_sample: no files given")
@@ -125,6 +134,8 @@ def analyze_sample_tubes(files: Sequence[str | Path], panel: Panel | str | Path,
                             f"({', '.join(g.sample_id for g in groups)}), expected one")
     group = groups[0]
     sid = sample_id or group.sample_id
+    call = (SpecimenCall(specimen, "given by the caller") if specimen is not None
+            else resolve_specimen(panel, SampleFiles(sid, group.tubes)))
     thresholds = MrdThresholds(
         lod_events=panel.mrd.lod_events, lloq_events=panel.mrd.lloq_events,
         required_sensitivity=panel.mrd.required_sensitivity, kappa_ratio_min=panel.mrd.kappa_lambda_kappa_above,
@@ -138,7 +149,7 @@ def analyze_sample_tubes(files: Sequence[str | Path], panel: Panel | str | Path,
             raise
         except MrdflowError as exc:
             raise _with_file(exc, path) from None
-    return _sample_result(panel, sid, paths, tubes, thresholds), tubes
+    return _sample_result(panel, sid, paths, tubes, thresholds, call), tubes
 
 
 # ------------------------------------------------------------------------------------------------ one tube
@@ -407,7 +418,7 @@ def _plot_data(tube: str, fcs, res, pc_idx: np.ndarray, aberrant: np.ndarray, tq
 
 
 def _sample_result(panel: Panel, sid: str, paths: list[Path], tubes: list[TubeAnalysis],
-                   thresholds: MrdThresholds) -> SampleResult:
+                   thresholds: MrdThresholds, specimen: SpecimenCall) -> SampleResult:
     from mrdflow.qc.adequacy import assess_adequacy
 
     mrd = quantify([t.counts for t in tubes], thresholds, panel.mrd.denominator)
@@ -426,7 +437,8 @@ def _sample_result(panel: Panel, sid: str, paths: list[Path], tubes: list[TubeAn
                 flags.append(key)
 
     details: dict[str, Any] = {
-        "specimen": panel.specimen,
+        "specimen": specimen.specimen,
+        "specimen_source": specimen.source,
         "denominator": mrd.denominator,
         "denominator_rule": ("evaluable nucleated cells (NRBC included) after time QC, margin events, doublets and "
                              "debris, " + ("summed over the tubes" if mrd.denominator == "combined"
@@ -444,7 +456,7 @@ def _sample_result(panel: Panel, sid: str, paths: list[Path], tubes: list[TubeAn
                                             lod=r.lod, lloq=r.lloq)
 
     hemodilution = "not_assessed"
-    if panel.specimen == "peripheral_blood":
+    if specimen.specimen == "peripheral_blood":
         n_eval = mrd.n_events_evaluable
         pct = 100.0 * mrd.n_plasma_cells / n_eval if n_eval else math.nan
         pct_clonal = 100.0 * mrd.n_aberrant_pc / n_eval if n_eval else math.nan

@@ -1,5 +1,5 @@
-"""``mrdflow analyze FILE... --panel PANEL.yaml [--out DIR] [--sample-id ID]``: one sample, its tubes given
-explicitly. Prints the result; with ``--out`` writes ``DIR/result.json`` (the results.csv fields, the
+"""``mrdflow analyze FILE... --panel PANEL.yaml [--out DIR] [--sample-id ID] [--specimen TYPE]``: one sample, its
+tubes given explicitly. Prints the result; with ``--out`` writes ``DIR/result.json`` (the results.csv fields, the
 populations and the details), atomically."""
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--panel", required=True, type=Path, metavar="PANEL.yaml", help="the panel")
     parser.add_argument("--out", type=Path, metavar="DIR", help="write DIR/result.json")
     parser.add_argument("--sample-id", metavar="ID", help="sample id (default: from the panel's grouping rule)")
+    parser.add_argument("--specimen", choices=("bone_marrow", "peripheral_blood"),
+                        help="specimen type of this sample (default: the panel's samples table, specimen_by rule "
+                             "or specimen)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         raise MrdflowError(f"file(s) not found: {', '.join(missing)}")
     try:
-        result = analyze_sample(args.files, panel, sample_id=args.sample_id)
+        result = analyze_sample(args.files, panel, sample_id=args.sample_id, specimen=args.specimen)
     except MrdflowError as exc:
         print(f"mrdflow analyze: sample failed: {exc}")
         return 1
@@ -51,7 +54,7 @@ def format_result(result) -> str:
         return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
 
     lines = [
-        f"sample {result.sample_id}: {result.mrd_status}"
+        f"sample {result.sample_id} ({str(d.get('specimen', '?')).replace('_', ' ')}): {result.mrd_status}"
         f"  (MRD {num(result.mrd_fraction, '.3g')}, {result.n_aberrant_pc} aberrant of "
         f"{result.n_events_evaluable:,} evaluable; LOD {num(result.lod, '.2g')}, LLOQ {num(result.lloq, '.2g')}, "
         f"sensitivity {'met' if result.sensitivity_met else 'NOT met'})",
