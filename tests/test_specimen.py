@@ -187,6 +187,8 @@ def test_demo_blood_sample_is_read_as_blood(demo_run):
         assert details[sid]["specimen"] == "bone_marrow", sid
         assert "pct_circulating_pc" not in details[sid] and rows[sid]["hemodilution"] != "not_assessed", sid
     assert "blood" in (demo_run / "report" / "index.html").read_text()
+    assert "not assessed (blood specimen)" in (demo_run / "report" / "DEMO05.html").read_text()
+    assert "blood specimen" not in (demo_run / "report" / "DEMO04.html").read_text()
 
 
 def test_demo_statuses_match_the_truth(demo_run):

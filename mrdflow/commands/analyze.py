@@ -54,11 +54,12 @@ def format_result(result) -> str:
         return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else format(x, fmt)
 
     lines = [
-        f"sample {result.sample_id} ({str(d.get('specimen', '?')).replace('_', ' ')}): {result.mrd_status}"
+        f"sample {result.sample_id}: {result.mrd_status}"
         f"  (MRD {num(result.mrd_fraction, '.3g')}, {result.n_aberrant_pc} aberrant of "
         f"{result.n_events_evaluable:,} evaluable; LOD {num(result.lod, '.2g')}, LLOQ {num(result.lloq, '.2g')}, "
         f"sensitivity {'met' if result.sensitivity_met else 'NOT met'})",
-        f"  plasma cells {result.n_plasma_cells:,} (normal {result.n_normal_pc:,}, aberrant {result.n_aberrant_pc:,});"
+        f"  specimen {str(d.get('specimen', '?')).replace('_', ' ')}; "
+        f"plasma cells {result.n_plasma_cells:,} (normal {result.n_normal_pc:,}, aberrant {result.n_aberrant_pc:,});"
         f" clonality {result.clonality}; hemodilution {result.hemodilution}; denominator {d.get('denominator')}",
         f"  acquired {result.n_events_acquired:,}; removed % time {num(d['qc_removed_pct']['time'], '.2f')}, margins "
         f"{num(d['qc_removed_pct']['margin'], '.2f')}, doublets {num(d['qc_removed_pct']['doublets'], '.2f')}, "
