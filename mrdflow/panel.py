@@ -272,6 +272,8 @@ class SpecimenRule(_Model):
                 raise ValueError(f"label {label!r} is listed twice (also as {seen[key]!r}); labels are compared "
                                  "case- and space-insensitively")
             seen[key] = label
+            if key in SPECIMENS and values[label] != key:
+                raise ValueError(f"label {label!r} is a specimen name and cannot mean {values[label]!r}")
         return values
 
     @model_validator(mode="after")

@@ -62,6 +62,8 @@ MISTAKES = [
      ["specimen_by.values.PB", "'peripheral_blood'", "'blood'"]),
     ("label listed twice", "specimen_by: {keyword: SPEC, values: {PB: peripheral_blood, pb: peripheral_blood}}\n",
      ["specimen_by.values", "'pb' is listed twice"]),
+    ("specimen name remapped", "specimen_by: {keyword: SPEC, values: {Bone_Marrow: peripheral_blood}}\n",
+     ["specimen_by.values", "'Bone_Marrow' is a specimen name and cannot mean 'peripheral_blood'"]),
     ("bad missing policy", "specimen_by: {keyword: SPEC, missing: ignore}\n",
      ["specimen_by.missing", "'default'", "'error'", "'ignore'"]),
     ("unknown rule field", "specimen_by: {keyword: SPEC, value: {PB: peripheral_blood}}\n",
@@ -239,3 +241,27 @@ def test_mixed_batch_by_file_name_fails_only_the_sample_whose_tubes_disagree(tmp
     assert rows["M03"]["status"] == "failed"
     for frag in ("different specimens", "M03_BM_T1.fcs): bone_marrow", "M03_PB_T2.fcs): peripheral_blood"):
         assert frag in rows["M03"]["error"], rows["M03"]["error"]
+
+
+# ------------------------------------------------------------------------------------------ label matching
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from mrdflow.panel import SpecimenRule  # noqa: E402
+
+_labels = st.text(st.characters(whitelist_categories=("L", "N"), max_codepoint=0x24F), min_size=1, max_size=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(label=_labels, spec=st.sampled_from(["bone_marrow", "peripheral_blood"]),
+       pad=st.tuples(st.sampled_from(["", " ", "\t"]), st.sampled_from(["", " ", "  "])), upper=st.booleans(),
+       other=_labels)
+def test_a_label_is_found_whatever_its_case_and_padding(label, spec, pad, upper, other):
+    rule = SpecimenRule(keyword="SPEC", values={label: spec})
+    written = pad[0] + (label.upper() if upper else label.lower()) + pad[1]
+    if written.strip().casefold() == label.casefold():  # some letters change length or identity on upper()
+        assert rule.specimen_of(written) == spec
+    if other.casefold() not in {label.casefold(), "bone_marrow", "peripheral_blood"}:
+        assert rule.specimen_of(other) is None
+    assert rule.specimen_of(" Peripheral_Blood ") == "peripheral_blood"
