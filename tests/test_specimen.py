@@ -145,6 +145,14 @@ def test_tubes_that_disagree_are_a_clear_error(tmp_path):
         assert frag in msg, msg
 
 
+def test_keyword_rule_reads_only_the_text_of_real_files(tmp_path):
+    # the demo files carry $CYT = FACSCanto II; the default reader parses HEADER + TEXT of each tube file
+    panel = load_panel(write(tmp_path, "specimen_by: {keyword: $cyt, values: {facscanto ii: peripheral_blood}}\n"))
+    call = resolve_specimen(panel, SampleFiles("DEMO01", {"tube1": DEMO / "DEMO01_T1.fcs",
+                                                          "tube2": DEMO / "DEMO01_T2.fcs"}))
+    assert call.specimen == "peripheral_blood" and call.source == "keyword $cyt = 'FACSCanto II'"
+
+
 def test_missing_label_is_an_error_only_when_asked(tmp_path):
     path = write(tmp_path, "specimen_by: {keyword: SPEC, missing: error}\n")
     with pytest.raises(PanelError, match=r"file P1_T1.fcs has no keyword 'SPEC'.*'specimen_by.missing' is 'error'"):
