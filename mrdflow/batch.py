@@ -35,6 +35,7 @@ from mrdflow.atomic import atomic_write_bytes, atomic_write_text, remove_stale_t
 from mrdflow.errors import MrdflowError, PanelError
 from mrdflow.provenance import (input_key, panel_hashes, sha256_file, software_versions, utc_now,
                                 write_run_json)
+from mrdflow.panel_files import text_keywords
 from mrdflow.result import SampleResult
 from mrdflow.store import DEFAULT_STORE_NAME, ResultStore, StoredSample, write_populations_csv, write_results_csv
 
@@ -127,27 +128,6 @@ def _worker_name() -> str:
         return get_worker().address
     except (ImportError, ValueError):
         return f"in-process pid {os.getpid()}"
-
-
-def text_keywords(path: str | os.PathLike):
-    """Every TEXT keyword of an FCS file's first data set (HEADER and TEXT only; DATA is not read).
-
-    Raises
-    ------
-    FcsError
-        The file cannot be read or is not FCS.
-    """
-    from mrdflow.errors import FcsError
-    from mrdflow.fcs.layout import parse_dataset
-
-    path = Path(path)
-    try:
-        with open(path, "rb") as fh:
-            return parse_dataset(fh, path, os.fstat(fh.fileno()).st_size, 0, 0).keywords
-    except OSError as exc:
-        raise FcsError(path, f"cannot read file: {exc.strerror or exc}") from None
-    except (ValueError, IndexError, TypeError, UnicodeError) as exc:
-        raise FcsError(path, f"unreadable FCS file ({type(exc).__name__}: {exc})") from None
 
 
 def file_identity(path: str | os.PathLike) -> dict[str, str]:

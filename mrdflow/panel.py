@@ -22,6 +22,7 @@ from mrdflow.errors import PanelError
 __all__ = [
     "Panel", "TubeSpec", "MarkerSpec", "TransformSpec", "TransformDefaults", "GroupingSpec",
     "CompensationSpec", "MrdSettings", "QcSettings", "TimeQcSettings", "HemodilutionSettings",
+    "SPECIMENS", "Specimen", "SpecimenRule", "SampleOverride",
     "load_panel", "panel_from_dict", "normalize_marker", "BUILTIN_MARKER_ALIASES",
 ]
 
@@ -41,6 +42,11 @@ def normalize_marker(name: str) -> str:
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+#: the specimen types a sample can be (DOMAIN §1: marrow MRD vs circulating plasma cells in blood)
+Specimen = Literal["bone_marrow", "peripheral_blood"]
+SPECIMENS: tuple[str, ...] = ("bone_marrow", "peripheral_blood")
 
 
 class MarkerSpec(_Model):
@@ -184,7 +190,7 @@ class CompensationSpec(_Model):
 class MrdSettings(_Model):
     """MRD quantification thresholds (DOMAIN §1.3, §2.3). ``pcl_min_pct``: circulating plasma cells, % of
     leukocytes (evaluable cells), at or above which a blood specimen meets the plasma-cell-leukaemia criterion
-    (5 %, IMWG 2021); used when ``specimen: peripheral_blood``."""
+    (5 %, IMWG 2021); used for samples whose specimen is ``peripheral_blood``."""
 
     lod_events: int = Field(default=20, gt=0)
     lloq_events: int = Field(default=50, gt=0)
@@ -224,6 +230,79 @@ class HemodilutionSettings(_Model):
     min_populations_below: int = Field(default=2, ge=1)
 
 
+class SpecimenRule(_Model):
+    """How each sample's specimen type is read from its files (``specimen_by:``); the panel's ``specimen`` is
+    the fall-back.
+
+    Exactly one source: ``filename`` — a regex searched in each file name (case-insensitive) with a named group
+    ``specimen``; or ``keyword`` — the FCS TEXT keyword (name case-insensitive) whose value gives it.
+    ``values`` maps a found label to a specimen (labels compared case- and space-insensitively); the names
+    ``bone_marrow`` and ``peripheral_blood`` themselves are always understood. A label that is neither is an
+    error for that sample. ``missing``: what a file without a label (regex not matching, group empty, keyword
+    absent or blank) gets — ``default`` (the panel's ``specimen``) or ``error`` (the sample fails).
+    """
+
+    filename: Optional[str] = None
+    keyword: Optional[str] = Field(default=None, min_length=1)
+    values: dict[str, Specimen] = {}
+    missing: Literal["default", "error"] = "default"
+
+    @field_validator("filename")
+    @classmethod
+    def _valid_regex(cls, value: Optional[str]) -> Optional[str]:
+        if value is None:
+            return value
+        try:
+            compiled = re.compile(value, re.IGNORECASE)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression ({exc})") from None
+        if "specimen" not in compiled.groupindex:
+            raise ValueError("the regex needs a named group (?P<specimen>...) giving the specimen label")
+        return value
+
+    @field_validator("values")
+    @classmethod
+    def _unique_labels(cls, values: dict[str, str]) -> dict[str, str]:
+        seen: dict[str, str] = {}
+        for label in values:
+            key = _label_key(label)
+            if not key:
+                raise ValueError("a specimen label must not be empty")
+            if key in seen:
+                raise ValueError(f"label {label!r} is listed twice (also as {seen[key]!r}); labels are compared "
+                                 "case- and space-insensitively")
+            seen[key] = label
+            if key in SPECIMENS and values[label] != key:
+                raise ValueError(f"label {label!r} is a specimen name and cannot mean {values[label]!r}")
+        return values
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "SpecimenRule":
+        if (self.filename is None) == (self.keyword is None):
+            raise ValueError("expected exactly one of 'filename' (a regex with a (?P<specimen>...) group) or "
+                             "'keyword' (an FCS keyword name)"
+                             + (", found both" if self.filename is not None else ", found neither"))
+        return self
+
+    def specimen_of(self, label: str) -> Optional[str]:
+        """The specimen a found label names (``values`` first, then the specimen names); None if unknown."""
+        key = _label_key(label)
+        for lab, spec in self.values.items():
+            if _label_key(lab) == key:
+                return spec
+        return next((s for s in SPECIMENS if _label_key(s) == key), None)
+
+
+def _label_key(label: str) -> str:
+    return re.sub(r"\s+", " ", str(label)).strip().casefold()
+
+
+class SampleOverride(_Model):
+    """Per-sample settings under ``samples: {SAMPLE_ID: {...}}`` (the sample id exactly as grouping gives it)."""
+
+    specimen: Specimen
+
+
 class QcSettings(_Model):
     time: TimeQcSettings = TimeQcSettings()
     hemodilution: HemodilutionSettings = HemodilutionSettings()
@@ -239,7 +318,10 @@ class Panel(_Model):
     compensation: CompensationSpec = CompensationSpec()
     transforms: TransformDefaults = TransformDefaults()
     template: Path
-    specimen: Literal["bone_marrow", "peripheral_blood"] = "bone_marrow"
+    #: the default specimen of every sample; ``specimen_by`` reads it per sample, ``samples`` overrides it
+    specimen: Specimen = "bone_marrow"
+    specimen_by: Optional[SpecimenRule] = None
+    samples: dict[str, SampleOverride] = {}
     mrd: MrdSettings = MrdSettings()
     qc: QcSettings = QcSettings()
     output_dir: Path = Path("results")
@@ -263,6 +345,10 @@ class Panel(_Model):
             if "tube" not in re.compile(self.grouping.pattern).groupindex:
                 problems.append((("grouping", "pattern"), "the regex needs a (?P<tube>...) group because the panel "
                                  f"has several tubes ({', '.join(self.tubes)})"))
+        for sid in self.samples:
+            if not sid.strip() or sid != sid.strip():
+                problems.append((("samples",), f"sample id {sid!r} is empty or has leading/trailing spaces "
+                                 "(expected the id exactly as the grouping rule gives it)"))
         return problems
 
     def tube_for_label(self, label: str | None) -> str | None:

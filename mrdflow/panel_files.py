@@ -3,11 +3,13 @@ resolving markers to channels and choosing each channel's transform.
 
 Functions here take channel descriptions (anything with ``name`` = $PnN, ``marker`` = $PnS or None and
 ``range`` = $PnR, such as :class:`mrdflow.fcs.Channel`) and keyword mappings, so they are testable without files;
-only :func:`find_files` and :func:`group_files` touch the file system.
+only :func:`find_files`, :func:`group_files`, :func:`text_keywords` and :func:`resolve_specimen` touch the file
+system.
 """
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +19,7 @@ from mrdflow.errors import PanelError
 from mrdflow.panel import Panel, TransformSpec, normalize_marker
 
 __all__ = [
-    "SampleFiles", "find_files", "group_files", "resolve_markers", "resolve_dims", "channel_transforms",
+    "SampleFiles", "SpecimenCall", "find_files", "group_files", "text_keywords", "resolve_specimen", "resolve_markers", "resolve_dims", "channel_transforms",
     "is_scatter", "is_time", "linear_top", "linear_value",
 ]
 
@@ -34,6 +36,18 @@ class SampleFiles:
 
     sample_id: str
     tubes: dict[str, Path] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SpecimenCall:
+    """A sample's resolved specimen type and where it came from (for the result's details and audit).
+
+    ``source`` is e.g. ``"panel default"``, ``"samples.P07"``, ``"keyword SPECIMEN = 'PB'"``,
+    ``"file name group 'specimen' = 'PB'"`` or ``"given by the caller"``.
+    """
+
+    specimen: str
+    source: str
 
 
 def find_files(panel: Panel) -> list[Path]:
@@ -103,6 +117,90 @@ def group_files(panel: Panel, paths: Sequence[Path],
             )
         tubes[tube] = path
     return [SampleFiles(s, dict(t)) for s, t in sorted(samples.items())]
+
+
+def text_keywords(path: str | os.PathLike) -> Mapping[str, str]:
+    """Every TEXT keyword of an FCS file's first data set (HEADER and TEXT only; DATA is not read).
+
+    Raises
+    ------
+    FcsError
+        The file cannot be read or is not FCS.
+    """
+    from mrdflow.errors import FcsError
+    from mrdflow.fcs.layout import parse_dataset
+
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            return parse_dataset(fh, path, os.fstat(fh.fileno()).st_size, 0, 0).keywords
+    except OSError as exc:
+        raise FcsError(path, f"cannot read file: {exc.strerror or exc}") from None
+    except (ValueError, IndexError, TypeError, UnicodeError) as exc:
+        raise FcsError(path, f"unreadable FCS file ({type(exc).__name__}: {exc})") from None
+
+
+def resolve_specimen(panel: Panel, sample: SampleFiles,
+                     keywords_of: Callable[[Path], Mapping[str, str]] | None = None) -> SpecimenCall:
+    """The specimen type of one sample: ``samples.<id>.specimen`` if the panel lists the sample, else the
+    ``specimen_by`` rule applied to every tube file (they must agree), else the panel's ``specimen``.
+
+    Parameters
+    ----------
+    panel : the validated panel.
+    sample : the sample's id and tube files.
+    keywords_of : returns a file's TEXT keywords (for ``specimen_by.keyword``); default :func:`text_keywords`.
+
+    Raises
+    ------
+    PanelError
+        A file's label is not a known specimen, a label is missing with ``missing: error``, or the tubes of the
+        sample name different specimens — one failed sample, never the batch.
+    """
+    src = panel.source or "<panel>"
+    override = panel.samples.get(sample.sample_id)
+    if override is not None:
+        return SpecimenCall(override.specimen, f"samples.{sample.sample_id}")
+    rule = panel.specimen_by
+    if rule is None:
+        return SpecimenCall(panel.specimen, "panel default")
+    found: dict[str, tuple[str, str, Path]] = {}  # tube → (specimen, how, file)
+    for tube, path in sample.tubes.items():
+        path = Path(path)
+        if rule.filename is not None:
+            m = re.search(rule.filename, path.name, re.IGNORECASE)
+            label = m.group("specimen") if m is not None else None
+            where, how = "specimen_by.filename", f"file name group 'specimen' = {label!r}"
+        else:
+            kw = {str(k).casefold(): str(v) for k, v in dict((keywords_of or text_keywords)(path)).items()}
+            label = kw.get(rule.keyword.casefold())
+            where, how = "specimen_by.keyword", f"keyword {rule.keyword} = {label!r}"
+        if label is None or not label.strip():
+            if rule.missing == "error":
+                what = (f"file name {path.name!r} gives no specimen label (regex {rule.filename!r})"
+                        if rule.filename is not None else f"file {path.name} has no keyword {rule.keyword!r}")
+                raise PanelError(f"{src}: field '{where}': sample {sample.sample_id!r}: {what}; expected a label "
+                                 "because 'specimen_by.missing' is 'error'")
+            found[tube] = (panel.specimen, "panel default (no label)", path)
+            continue
+        specimen = rule.specimen_of(label)
+        if specimen is None:
+            known = sorted({*rule.values, "bone_marrow", "peripheral_blood"}, key=str.casefold)
+            raise PanelError(
+                f"{src}: field 'specimen_by.values': sample {sample.sample_id!r}, file {path.name}: specimen label "
+                f"{label.strip()!r} is not known (expected one of {', '.join(known)}; add it to "
+                "'specimen_by.values')"
+            )
+        found[tube] = (specimen, how, path)
+    kinds = {s for s, _, _ in found.values()}
+    if len(kinds) > 1:
+        each = "; ".join(f"tube {t} ({p.name}): {s} from {how}" for t, (s, how, p) in found.items())
+        raise PanelError(f"{src}: field 'specimen_by': sample {sample.sample_id!r}: its tubes name different "
+                         f"specimens ({each}); expected every tube of a sample to come from one specimen — fix "
+                         f"the files or set 'samples.{sample.sample_id}.specimen'")
+    specimen, how, _ = next(iter(found.values()))
+    hows = {h for _, h, _ in found.values()}
+    return SpecimenCall(specimen, how if len(hows) == 1 else "; ".join(sorted(hows)))
 
 
 def _keywords(path: Path, keywords_of) -> dict[str, str]:

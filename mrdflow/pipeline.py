@@ -1,16 +1,18 @@
 """One sample, end to end: FCS files → :class:`~mrdflow.result.SampleResult`.
 
-:func:`analyze_sample` is the only place that strings the steps together (DESIGN.md §1), tube by tube:
+:func:`analyze_sample` is the only place that strings the steps together (DESIGN.md §1), steps 1–3 tube by
+tube, then the phenotype call over the sample:
 
 1. read the file (linear, $PnG-scaled values) and resolve the panel's markers (:func:`mrdflow.tube.prepare_tube`:
    one fused compensation + transform pass, in place on the float32 events);
 2. time/flow-rate QC (:func:`mrdflow.qc.time.time_qc`): events of unstable stretches never enter the tree;
 3. gate with the panel's template restricted to the tube's markers (:func:`mrdflow.gating.engine.gate_events`):
    margins → singlets → debris → evaluable nucleated cells → plasma cells, κ/λ and the reference populations;
-4. normal vs aberrant plasma cells (:func:`mrdflow.gating.phenotype.classify_plasma_cells`), every marker's
-   boundary derived from the tube's own reference populations (found by template *role*, see
-   :data:`REFERENCE_ROLES`), plus light-chain restriction in a κ/λ tube
-   (:func:`mrdflow.gating.light_chain.light_chain_restricted`);
+4. normal vs aberrant plasma cells over the sample (:func:`mrdflow.gating.sample_phenotype.classify_sample`):
+   each tube alone on all its markers, both tubes pooled on their shared backbone markers (a clone too small
+   to stand out in one tube), plus light-chain restriction in a κ/λ tube; every marker's boundary derived from
+   the tube's own reference populations (found by template *role*, see :data:`REFERENCE_ROLES`); counts stay
+   per tube;
 5. quantification over the tubes (:func:`mrdflow.mrd.quantify`), acquisition adequacy, hemodilution and, for a
    blood panel, circulating plasma cells as % of leukocytes and the plasma-cell-leukaemia criterion.
 
@@ -29,12 +31,14 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from mrdflow.errors import AnalysisError, FcsError, MrdflowError, PanelError
-from mrdflow.gating.light_chain import KAPPA, LAMBDA, NO_CHAIN, light_chain_restricted
+from mrdflow.gating.light_chain import KAPPA, LAMBDA, NO_CHAIN
 from mrdflow.gating.pc_markers import NORMAL_PC_PATTERN, MarkerReference
-from mrdflow.gating.phenotype import PhenotypeResult, classify_plasma_cells
+from mrdflow.gating.phenotype import PhenotypeResult
+from mrdflow.gating.sample_phenotype import TubePlasmaCells, classify_sample
 from mrdflow.kernels.select import rows_at_ranks
 from mrdflow.mrd import MrdThresholds, TubeCounts, quantify
 from mrdflow.panel import Panel, load_panel
+from mrdflow.panel_files import SampleFiles, SpecimenCall
 from mrdflow.result import PopulationCount, SampleResult, TubePlotData
 
 __all__ = ["analyze_sample", "analyze_sample_tubes", "REFERENCE_ROLES", "TubeAnalysis", "PLOT_EVENTS"]
@@ -79,13 +83,14 @@ class TubeAnalysis:
 
 
 def analyze_sample(files: Sequence[str | Path], panel: Panel | str | Path, *, sample_id: str | None = None,
-                   plot_data: bool = False) -> SampleResult:
+                   plot_data: bool = False, specimen: str | None = None) -> SampleResult:
     """Analyse one sample (its one or two tube files) with a panel; see :func:`analyze_sample_tubes`."""
-    return analyze_sample_tubes(files, panel, sample_id=sample_id, plot_data=plot_data)[0]
+    return analyze_sample_tubes(files, panel, sample_id=sample_id, plot_data=plot_data, specimen=specimen)[0]
 
 
 def analyze_sample_tubes(files: Sequence[str | Path], panel: Panel | str | Path, *, sample_id: str | None = None,
-                         plot_data: bool = False) -> tuple[SampleResult, list[TubeAnalysis]]:
+                         plot_data: bool = False, specimen: str | None = None
+                         ) -> tuple[SampleResult, list[TubeAnalysis]]:
     """Analyse one sample (its one or two tube files) with a panel.
 
     Parameters
@@ -96,6 +101,9 @@ def analyze_sample_tubes(files: Sequence[str | Path], panel: Panel | str | Path,
     sample_id : overrides the id the grouping rule gives.
     plot_data : also fill ``SampleResult.plots`` (≤ 100 k scaled events per tube with labels, gate geometry,
         parents and the time-QC trace) for the QC report.
+    specimen : ``"bone_marrow"`` or ``"peripheral_blood"``, overriding the panel's per-sample rule
+        (:func:`mrdflow.panel_files.resolve_specimen`: ``samples`` table, ``specimen_by``, ``specimen``).
+        Blood: circulating plasma cells and the PCL criterion, hemodilution ``not_assessed``.
 
     Returns
     -------
@@ -111,10 +119,14 @@ def analyze_sample_tubes(files: Sequence[str | Path], panel: Panel | str | Path,
         A file cannot be read, does not fit the panel, a gate cannot be placed, or the files do not form one
         sample — the message names the file.
     """
-    from mrdflow.panel_files import group_files
+    from mrdflow.panel import SPECIMENS
+    from mrdflow.panel_files import group_files, resolve_specimen
 
     if not isinstance(panel, Panel):
         panel = load_panel(panel)
+    if specimen is not None and specimen not in SPECIMENS:
+        raise AnalysisError(f"analyze_sample: specimen {specimen!r} is not known (expected one of "
+                            f"{', '.join(SPECIMENS)})")
     paths = [Path(f) for f in files]
     if not paths:
         raise AnalysisError("analyze_sample: no files given")
@@ -125,26 +137,66 @@ def analyze_sample_tubes(files: Sequence[str | Path], panel: Panel | str | Path,
                             f"({', '.join(g.sample_id for g in groups)}), expected one")
     group = groups[0]
     sid = sample_id or group.sample_id
+    specimen_call = (SpecimenCall(specimen, "given by the caller") if specimen is not None
+            else resolve_specimen(panel, SampleFiles(sid, group.tubes)))
     thresholds = MrdThresholds(
         lod_events=panel.mrd.lod_events, lloq_events=panel.mrd.lloq_events,
         required_sensitivity=panel.mrd.required_sensitivity, kappa_ratio_min=panel.mrd.kappa_lambda_kappa_above,
         lambda_ratio_max=panel.mrd.kappa_lambda_lambda_below, min_cells_for_clonality=panel.mrd.clonality_min_cells)
 
-    tubes: list[TubeAnalysis] = []
+    stages: list[_TubeStage] = []
     for tube, path in group.tubes.items():
         try:
-            tubes.append(_analyze_tube(panel, template, tube, path, plot_data=plot_data, seed=_seed(sid, tube)))
+            stages.append(_gate_tube(panel, template, tube, path, plot_data=plot_data, seed=_seed(sid, tube)))
         except FcsError:
             raise
         except MrdflowError as exc:
             raise _with_file(exc, path) from None
-    return _sample_result(panel, sid, paths, tubes, thresholds), tubes
+    # normal vs aberrant over the whole sample: each tube alone, both tubes pooled on their shared backbone
+    # markers, and light-chain restriction (mrdflow.gating.sample_phenotype)
+    try:
+        calls = classify_sample([TubePlasmaCells(name=st.tube, events=st.pcs, markers=st.judged,
+                                                 references=st.references, light_chain=st.chain)
+                                 for st in stages])
+    except MrdflowError as exc:
+        raise _with_file(exc, Path(" + ".join(str(st.path) for st in stages))) from None
+    tubes = [_finish_tube(st, calls[st.tube]) for st in stages]
+    return _sample_result(panel, sid, paths, tubes, thresholds, specimen_call), tubes
 
 
 # ------------------------------------------------------------------------------------------------ one tube
 
 
-def _analyze_tube(panel: Panel, template, tube: str, path: Path, *, plot_data: bool, seed: int) -> TubeAnalysis:
+@dataclass
+class _TubeStage:
+    """One tube gated, its plasma cells and references extracted — waiting for the sample-level phenotype call.
+
+    Holds no full event matrix: only the PCs' judged columns and, for plots, a subsample plus every PC.
+    """
+
+    tube: str
+    path: Path
+    n_events: int
+    n_eval: int
+    steps: dict[str, int]
+    role_counts: dict[str, int]
+    pc_idx: np.ndarray
+    pcs: np.ndarray
+    judged: list[str]
+    references: dict[str, MarkerReference]
+    ref_sources: dict[str, tuple[str, str]]
+    chain: np.ndarray | None
+    pc_name: str
+    gate_rows: list[dict[str, Any]]
+    tq: Any
+    keep: np.ndarray
+    warnings: list[str]
+    dropped: Any
+    spillover: str | None
+    plot: Any = None  # (TubePlotData with every PC drawn, rows of the subsample, rows of the PCs) or None
+
+
+def _gate_tube(panel: Panel, template, tube: str, path: Path, *, plot_data: bool, seed: int) -> _TubeStage:
     from mrdflow.fcs import read_fcs
     from mrdflow.gating.engine import gate_events
     from mrdflow.panel_files import is_time
@@ -223,16 +275,30 @@ def _analyze_tube(panel: Panel, template, tube: str, path: Path, *, plot_data: b
     ref_warnings = [f"{m}: no reference population with {_MIN_REFERENCE_EVENTS}+ events "
                     f"({' / '.join(REFERENCE_ROLES[m][0])} vs {' / '.join(REFERENCE_ROLES[m][1])}); marker not used"
                     for m in judged if m in REFERENCE_ROLES and m not in references]
-    pheno = classify_plasma_cells(pcs, judged, references)
     kappa_m, lambda_m = role_mask("kappa"), role_mask("lambda")
     chain = None
     if kappa_m is not None and lambda_m is not None:
         chain = np.full(pc_idx.size, NO_CHAIN, dtype=np.int8)
         chain[kappa_m[pc_idx]] = KAPPA
         chain[lambda_m[pc_idx] & ~kappa_m[pc_idx]] = LAMBDA
-        pheno = light_chain_restricted(pheno, chain)
+    plot = None
+    if plot_data:
+        plot = _plot_data(tube, fcs, res, pc_idx, tq, seed)
+        plot[0].axis_units = {c.marker or c.name: setup.transforms[c.name].kind for c in fcs.channels
+                              if c.name in setup.transforms}
+    return _TubeStage(tube=tube, path=path, n_events=n, n_eval=n_eval, steps=steps,
+                      role_counts={r: role_count(r) for r in HEMODILUTION_ROLES if role_count(r) is not None},
+                      pc_idx=pc_idx, pcs=pcs, judged=judged, references=references, ref_sources=ref_sources,
+                      chain=chain, pc_name=tmpl.by_role("plasma_cell")[0], gate_rows=res.rows(), tq=tq, keep=keep,
+                      warnings=warnings + list(res.warnings) + ref_warnings, dropped=setup.dropped,
+                      spillover=None if setup.spillover is None else setup.spillover.source, plot=plot)
+
+
+def _finish_tube(st: _TubeStage, pheno: PhenotypeResult) -> TubeAnalysis:
+    """Counts, populations and details of one tube from its sample-level phenotype call."""
+    chain = st.chain
     aberrant = pheno.aberrant
-    n_pc = int(pc_idx.size)
+    n_pc = int(st.pc_idx.size)
     n_ab = min(int(round(pheno.n_aberrant_estimate)), n_pc)
     counts_kw: dict[str, int | None] = {}
     if chain is not None:
@@ -245,35 +311,29 @@ def _analyze_tube(panel: Panel, template, tube: str, path: Path, *, plot_data: b
         ln = int(np.count_nonzero(~aberrant & (chain == LAMBDA)))
         counts_kw = dict(kappa_aberrant=ka, lambda_aberrant=la, kappa_normal=min(kn, n_pc - n_ab),
                          lambda_normal=min(ln, max(n_pc - n_ab - min(kn, n_pc - n_ab), 0)))
-    counts = TubeCounts(tube=tube, n_events_acquired=n, n_events_evaluable=n_eval, n_plasma_cells=n_pc,
-                        n_normal_pc=n_pc - n_ab, n_aberrant_pc=n_ab, **counts_kw)
-
-    role_counts = {r: role_count(r) for r in HEMODILUTION_ROLES if role_count(r) is not None}
-    pc_name = tmpl.by_role("plasma_cell")[0]
-    populations = _population_rows(tube, res, pc_name, n_ab, n_pc, n_eval)
+    counts = TubeCounts(tube=st.tube, n_events_acquired=st.n_events, n_events_evaluable=st.n_eval,
+                        n_plasma_cells=n_pc, n_normal_pc=n_pc - n_ab, n_aberrant_pc=n_ab, **counts_kw)
+    populations = _population_rows(st.tube, st.gate_rows, st.pc_name, n_ab, n_pc, st.n_eval)
     details = {
-        "file": str(path),
-        "n_events_acquired": n,
-        "n_events_evaluable": n_eval,
-        "steps": steps,
+        "file": str(st.path),
+        "n_events_acquired": st.n_events,
+        "n_events_evaluable": st.n_eval,
+        "steps": st.steps,
         "n_plasma_cells": n_pc,
         "n_aberrant_pc_called": int(pheno.n_aberrant),
         "n_aberrant_pc": n_ab,
         "n_normal_pc": n_pc - n_ab,
         **{k: v for k, v in counts_kw.items()},
-        "time_qc": _time_details(tq),
-        "phenotype": _phenotype_details(pheno, ref_sources),
-        "dropped_populations": setup.dropped,
-        "warnings": warnings + list(res.warnings) + ref_warnings + list(pheno.warnings),
-        "spillover": None if setup.spillover is None else setup.spillover.source,
+        "time_qc": _time_details(st.tq),
+        "phenotype": _phenotype_details(pheno, st.ref_sources),
+        "dropped_populations": st.dropped,
+        "warnings": st.warnings + list(pheno.warnings),
+        "spillover": st.spillover,
     }
-    plot = _plot_data(tube, fcs, res, pc_idx, aberrant, tq, seed) if plot_data else None
-    if plot is not None:  # the scale of each plotted column, for the report's axis titles
-        plot.axis_units = {c.marker or c.name: setup.transforms[c.name].kind for c in fcs.channels
-                           if c.name in setup.transforms}
-    return TubeAnalysis(tube=tube, file=path, counts=counts, role_counts=role_counts, steps=steps, details=details,
-                        populations=populations, plot=plot, plasma_cell_index=pc_idx,
-                        aberrant_index=pc_idx[aberrant], time_kept=keep)
+    plot = _plot_labels(st.plot, aberrant) if st.plot is not None else None
+    return TubeAnalysis(tube=st.tube, file=st.path, counts=counts, role_counts=st.role_counts, steps=st.steps,
+                        details=details, populations=populations, plot=plot, plasma_cell_index=st.pc_idx,
+                        aberrant_index=st.pc_idx[aberrant], time_kept=st.keep)
 
 
 #: a time bin spans at least this many ticks of the Time channel, so that its rate is not dominated by the
@@ -358,9 +418,10 @@ def _references(ev: np.ndarray, judged: list[str], cols: list[int], pcs: np.ndar
     return refs, sources
 
 
-def _population_rows(tube: str, res, pc_name: str, n_ab: int, n_pc: int, n_eval: int) -> list[PopulationCount]:
+def _population_rows(tube: str, gate_rows: list[dict[str, Any]], pc_name: str, n_ab: int, n_pc: int,
+                     n_eval: int) -> list[PopulationCount]:
     out = []
-    for row in res.rows():
+    for row in gate_rows:
         out.append(PopulationCount(tube=tube, population=row["population"],
                                    parent="" if row["parent"] == "root" else row["parent"], count=int(row["count"]),
                                    pct_of_parent=float(row["pct_of_parent"]),
@@ -392,38 +453,58 @@ def _phenotype_details(pheno: PhenotypeResult, sources: Mapping[str, tuple[str, 
     return {"clusters": clusters, "boundaries": bounds}
 
 
-def _plot_data(tube: str, fcs, res, pc_idx: np.ndarray, aberrant: np.ndarray, tq, seed: int) -> TubePlotData:
+def _plot_data(tube: str, fcs, res, pc_idx: np.ndarray, tq, seed: int) -> tuple[TubePlotData, np.ndarray, np.ndarray]:
+    """Plot data of a tube before the phenotype call: a random subsample plus every plasma cell (the clone's
+    events are rare: every called aberrant PC must be drawn); :func:`_plot_labels` keeps the subsample and the
+    aberrant PCs once the call is made. Returns the data and, per drawn row, whether it is in the subsample and
+    its position among the PCs (-1 if not a PC)."""
     n = fcs.events.shape[0]
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(n, PLOT_EVENTS, replace=False)) if n > PLOT_EVENTS else np.arange(n)
-    # the clone's events are rare: make sure every called aberrant PC is drawn
-    ab_rows = pc_idx[aberrant]
-    idx = np.union1d(idx, ab_rows)
+    in_sample = np.isin(np.union1d(idx, pc_idx), idx)
+    idx = np.union1d(idx, pc_idx)
+    pc_pos = np.full(idx.size, -1, dtype=np.int64)
+    where = np.searchsorted(pc_idx, idx)
+    hit = where < pc_idx.size
+    hit[hit] = pc_idx[where[hit]] == idx[hit]
+    pc_pos[hit] = where[hit]
     labels = res.labels.astype(np.uint16)
     names = list(res.label_names)
-    ab_label, norm_label = len(names), len(names) + 1
     names += ["aberrant_pc", "normal_pc"]
-    full = labels[idx]
-    is_pc = np.isin(idx, pc_idx)
-    full[is_pc] = norm_label
-    full[np.isin(idx, ab_rows)] = ab_label
     columns = [c.marker or c.name for c in fcs.channels]
     trace: dict[str, Any] = {}
     if tq is not None:
         trace = {"bin_start": tq.bin_start.tolist(), "bin_end": tq.bin_end.tolist(), "rate": tq.bin_rate.tolist(),
                  "kept": (~tq.removed_bins).tolist(), "excluded_ranges": [list(r) for r in tq.excluded_ranges]}
     tmpl = res.template
-    return TubePlotData(tube=tube, columns=columns, events=np.ascontiguousarray(fcs.events[idx]), labels=full,
+    data = TubePlotData(tube=tube, columns=columns, events=np.ascontiguousarray(fcs.events[idx]), labels=labels[idx],
                         label_names=names, gates=res.geometry(),
                         gate_dims={k: list(v.dims) for k, v in tmpl.nodes.items()},
                         parents={k: v.parent for k, v in tmpl.nodes.items()}, time_trace=trace)
+    return data, in_sample, pc_pos
+
+
+def _plot_labels(staged: tuple[TubePlotData, np.ndarray, np.ndarray], aberrant: np.ndarray) -> TubePlotData:
+    """Label the plasma cells of staged plot data normal/aberrant; keep the subsample and every aberrant PC."""
+    data, in_sample, pc_pos = staged
+    ab_label, norm_label = len(data.label_names) - 2, len(data.label_names) - 1
+    is_pc = pc_pos >= 0
+    is_ab = np.zeros(pc_pos.size, dtype=bool)
+    is_ab[is_pc] = aberrant[pc_pos[is_pc]]
+    labels = data.labels.copy()
+    labels[is_pc] = norm_label
+    labels[is_ab] = ab_label
+    rows = in_sample | is_ab
+    data.events = np.ascontiguousarray(data.events[rows])
+    data.labels = labels[rows]
+    return data
 
 
 # ------------------------------------------------------------------------------------------------ the sample
 
 
 def _sample_result(panel: Panel, sid: str, paths: list[Path], tubes: list[TubeAnalysis],
-                   thresholds: MrdThresholds) -> SampleResult:
+                   thresholds: MrdThresholds, specimen: SpecimenCall) -> SampleResult:
     from mrdflow.qc.adequacy import assess_adequacy
 
     mrd = quantify([t.counts for t in tubes], thresholds, panel.mrd.denominator)
@@ -442,7 +523,8 @@ def _sample_result(panel: Panel, sid: str, paths: list[Path], tubes: list[TubeAn
                 flags.append(key)
 
     details: dict[str, Any] = {
-        "specimen": panel.specimen,
+        "specimen": specimen.specimen,
+        "specimen_source": specimen.source,
         "denominator": mrd.denominator,
         "denominator_rule": ("evaluable nucleated cells (NRBC included) after time QC, margin events, doublets and "
                              "debris, " + ("summed over the tubes" if mrd.denominator == "combined"
@@ -460,7 +542,7 @@ def _sample_result(panel: Panel, sid: str, paths: list[Path], tubes: list[TubeAn
                                             lod=r.lod, lloq=r.lloq)
 
     hemodilution = "not_assessed"
-    if panel.specimen == "peripheral_blood":
+    if specimen.specimen == "peripheral_blood":
         n_eval = mrd.n_events_evaluable
         pct = 100.0 * mrd.n_plasma_cells / n_eval if n_eval else math.nan
         pct_clonal = 100.0 * mrd.n_aberrant_pc / n_eval if n_eval else math.nan

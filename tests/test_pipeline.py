@@ -116,6 +116,33 @@ def test_negative_marrow_is_not_called_positive(demo_panel):
     assert result.hemodilution == "adequate"
 
 
+def test_clone_split_over_both_tubes_is_called_from_the_pooled_backbone(demo_panel, tmp_path):
+    """DEMO02 thinned to 4 + 16 clonal events: neither tube reaches the 20-event LOD, together they do.
+
+    Tube 1's 4 clonal PCs are too few to form a cluster there (core ≥ 5 events), so a per-tube call finds only
+    tube 2's 16 (below the LOD); pooled on the shared backbone they join tube 2's clone."""
+    from batch_data import rewrite
+    from mrdflow.fcs import read_fcs
+
+    paths, is_clone = [], []
+    for t, n_keep in (("T1", 4), ("T2", 16)):
+        npz = np.load(DEMO / f"DEMO02_{t}.truth.npz")
+        clone = npz["labels"] == [str(x) for x in npz["label_names"]].index("aberrant_pc")
+        keep = np.ones(clone.size, dtype=bool)
+        keep[np.flatnonzero(clone)[n_keep:]] = False
+        src = DEMO / f"DEMO02_{t}.fcs"
+        paths.append(rewrite(src, tmp_path / f"THIN02_{t}.fcs", events=read_fcs(src).events[keep]))
+        is_clone.append(clone[keep])
+    result, tubes = analyze_sample_tubes(paths, demo_panel)
+    for ta, clone in zip(tubes, is_clone):
+        called = np.zeros(clone.size, dtype=bool)
+        called[ta.aberrant_index] = True
+        assert np.count_nonzero(called & ~clone) == 0, ta.tube  # no normal PC called
+        assert ta.counts.n_aberrant_pc == np.count_nonzero(called & clone) == np.count_nonzero(clone), ta.tube
+    assert result.n_aberrant_pc == 20
+    assert result.mrd_status == "POSITIVE_BELOW_LLOQ"  # ≥ LOD (20) events, < LLOQ (50)
+
+
 def test_hemodiluted_marrow_is_flagged(demo_panel):
     result = analyze_sample(files("DEMO04"), demo_panel)
     assert result.hemodilution == "suspected"

@@ -1,5 +1,5 @@
-"""``mrdflow analyze FILE... --panel PANEL.yaml [--out DIR] [--sample-id ID]``: one sample, its tubes given
-explicitly. Prints the result; with ``--out`` writes ``DIR/result.json`` (the results.csv fields, the
+"""``mrdflow analyze FILE... --panel PANEL.yaml [--out DIR] [--sample-id ID] [--specimen TYPE]``: one sample, its
+tubes given explicitly. Prints the result; with ``--out`` writes ``DIR/result.json`` (the results.csv fields, the
 populations and the details), atomically."""
 
 from __future__ import annotations
@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--panel", required=True, type=Path, metavar="PANEL.yaml", help="the panel")
     parser.add_argument("--out", type=Path, metavar="DIR", help="write DIR/result.json")
     parser.add_argument("--sample-id", metavar="ID", help="sample id (default: from the panel's grouping rule)")
+    parser.add_argument("--specimen", choices=("bone_marrow", "peripheral_blood"),
+                        help="specimen type of this sample (default: the panel's samples table, specimen_by rule "
+                             "or specimen)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -32,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         raise MrdflowError(f"file(s) not found: {', '.join(missing)}")
     try:
-        result = analyze_sample(args.files, panel, sample_id=args.sample_id)
+        result = analyze_sample(args.files, panel, sample_id=args.sample_id, specimen=args.specimen)
     except MrdflowError as exc:
         print(f"mrdflow analyze: sample failed: {exc}")
         return 1
@@ -55,7 +58,8 @@ def format_result(result) -> str:
         f"  (MRD {num(result.mrd_fraction, '.3g')}, {result.n_aberrant_pc} aberrant of "
         f"{result.n_events_evaluable:,} evaluable; LOD {num(result.lod, '.2g')}, LLOQ {num(result.lloq, '.2g')}, "
         f"sensitivity {'met' if result.sensitivity_met else 'NOT met'})",
-        f"  plasma cells {result.n_plasma_cells:,} (normal {result.n_normal_pc:,}, aberrant {result.n_aberrant_pc:,});"
+        f"  specimen {str(d.get('specimen', '?')).replace('_', ' ')}; "
+        f"plasma cells {result.n_plasma_cells:,} (normal {result.n_normal_pc:,}, aberrant {result.n_aberrant_pc:,});"
         f" clonality {result.clonality}; hemodilution {result.hemodilution}; denominator {d.get('denominator')}",
         f"  acquired {result.n_events_acquired:,}; removed % time {num(d['qc_removed_pct']['time'], '.2f')}, margins "
         f"{num(d['qc_removed_pct']['margin'], '.2f')}, doublets {num(d['qc_removed_pct']['doublets'], '.2f')}, "

@@ -18,7 +18,7 @@ def run(args: argparse.Namespace) -> int:
     from mrdflow.fcs import read_fcs
     from mrdflow.gating.template import load_template
     from mrdflow.panel import load_panel
-    from mrdflow.panel_files import find_files, group_files
+    from mrdflow.panel_files import find_files, group_files, resolve_specimen
     from mrdflow.tube import check_tube
 
     panel = load_panel(args.panel)
@@ -39,8 +39,18 @@ def run(args: argparse.Namespace) -> int:
             comp = "none" if setup.spillover is None else setup.spillover.source
             print(f"ok   {sample.sample_id} {tube} {path.name}: {len(setup.markers)} markers resolved, "
                   f"compensation {comp}{note}")
+        try:
+            call = resolve_specimen(panel, sample)
+            print(f"ok   {sample.sample_id}: specimen {call.specimen} ({call.source})")
+        except MrdflowError as exc:
+            problems += 1
+            print(f"FAIL {sample.sample_id} specimen: {exc}", file=sys.stderr)
         missing = [t for t in panel.tubes if t not in sample.tubes]
         if missing and panel.mrd.denominator == "combined":
             print(f"note {sample.sample_id}: no file for tube(s) {', '.join(missing)}")
+    found = {s.sample_id for s in samples}
+    for sid in panel.samples:
+        if sid not in found:
+            print(f"note samples.{sid}: no file of this panel belongs to sample {sid!r} (check the id's spelling)")
     print(f"{len(samples)} sample(s), {sum(len(s.tubes) for s in samples)} file(s), {problems} problem(s)")
     return 0 if problems == 0 else 2
