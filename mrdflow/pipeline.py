@@ -35,6 +35,7 @@ from mrdflow.gating.light_chain import KAPPA, LAMBDA, NO_CHAIN
 from mrdflow.gating.pc_markers import NORMAL_PC_PATTERN, MarkerReference
 from mrdflow.gating.phenotype import PhenotypeResult
 from mrdflow.gating.sample_phenotype import TubePlasmaCells, classify_sample
+from mrdflow.kernels.select import rows_at_ranks
 from mrdflow.mrd import MrdThresholds, TubeCounts, quantify
 from mrdflow.panel import Panel, load_panel
 from mrdflow.result import PopulationCount, SampleResult, TubePlotData
@@ -113,7 +114,6 @@ def analyze_sample_tubes(files: Sequence[str | Path], panel: Panel | str | Path,
         A file cannot be read, does not fit the panel, a gate cannot be placed, or the files do not form one
         sample — the message names the file.
     """
-    from mrdflow.gating.template import load_template
     from mrdflow.panel_files import group_files
 
     if not isinstance(panel, Panel):
@@ -121,7 +121,7 @@ def analyze_sample_tubes(files: Sequence[str | Path], panel: Panel | str | Path,
     paths = [Path(f) for f in files]
     if not paths:
         raise AnalysisError("analyze_sample: no files given")
-    template = load_template(panel.template)
+    template = _template(panel.template)
     groups = _group(panel, paths, group_files)
     if len(groups) != 1:
         raise AnalysisError(f"files {', '.join(p.name for p in paths)} form {len(groups)} samples "
@@ -333,13 +333,23 @@ _MIN_TICKS_PER_BIN = 20
 def _time_bin_size(times: np.ndarray, min_cells: int, max_bins: int) -> int | None:
     """Events per time-QC bin: PeacoQC's automatic size, enlarged so a bin spans ≥ 20 clock ticks; None = auto."""
     n = times.size
-    n_ticks = np.unique(times).size
+    n_ticks = _n_distinct(times)
     if n == 0 or n_ticks < 2:
         return None
     auto = max(min_cells, math.ceil(n / max_bins))
     per_tick = n / n_ticks
     wanted = math.ceil(_MIN_TICKS_PER_BIN * per_tick)
     return wanted if wanted > auto else None
+
+
+def _n_distinct(values: np.ndarray) -> int:
+    """Number of distinct values; without a sorted copy when they are already in order (a Time column)."""
+    if values.size < 2:
+        return int(values.size)
+    head, tail = values[:-1], values[1:]
+    if np.all(head <= tail):
+        return 1 + int(np.count_nonzero(head != tail))
+    return int(np.unique(values).size)
 
 
 def _find_marker(marker_cols: Mapping[str, int], name: str) -> str | None:
@@ -357,9 +367,15 @@ def _references(ev: np.ndarray, judged: list[str], cols: list[int], pcs: np.ndar
     def rows(role: str) -> np.ndarray | None:
         if role not in cache:
             m = role_mask(role)
-            idx = None if m is None else np.flatnonzero(m)
-            if idx is not None and idx.size > _REFERENCE_EVENTS:
-                idx = np.sort(rng.choice(idx, _REFERENCE_EVENTS, replace=False))
+            idx = None
+            if m is not None:
+                k = int(np.count_nonzero(m))
+                if k > _REFERENCE_EVENTS:
+                    # = np.sort(rng.choice(np.flatnonzero(m), ...)): the same draws (choice of an array picks
+                    # positions), mapped to rows without the index array of the whole population
+                    idx = rows_at_ranks(m, np.sort(rng.choice(k, _REFERENCE_EVENTS, replace=False)))
+                else:
+                    idx = np.flatnonzero(m)
             cache[role] = idx
         return cache[role]
 
@@ -573,6 +589,25 @@ def _hemodilution(panel: Panel, tubes: list[TubeAnalysis]):
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+
+#: parsed templates by (path, mtime, size): a batch worker parses its template once, not once per sample
+_TEMPLATES: dict[tuple[str, int, int], Any] = {}
+
+
+def _template(path: str | Path):
+    """:func:`mrdflow.gating.template.load_template`, cached while the file is unchanged (templates are frozen)."""
+    from mrdflow.gating.template import load_template
+
+    try:
+        st = Path(path).stat()
+    except OSError:
+        return load_template(path)  # its own error names the file
+    key = (str(Path(path).resolve()), st.st_mtime_ns, st.st_size)
+    if key not in _TEMPLATES:
+        if len(_TEMPLATES) >= 8:
+            _TEMPLATES.clear()
+        _TEMPLATES[key] = load_template(path)
+    return _TEMPLATES[key]
 
 
 def _group(panel: Panel, paths: list[Path], group_files):

@@ -204,6 +204,10 @@ def _walk_to(fh, path: Path, size: int, dataset: int) -> DataSet:
     raise AssertionError("unreachable")
 
 
+#: rows linearized per block: the float64 temporaries stay a few MB and in cache (no full-column float64 copy)
+_LINEARIZE_BLOCK = 1 << 16
+
+
 def _linearize(data: FcsData) -> None:
     timestep = None
     if "$TIMESTEP" in data.keywords:
@@ -212,6 +216,7 @@ def _linearize(data: FcsData) -> None:
         except ValueError:
             if data.keywords["$TIMESTEP"].strip():
                 raise FcsError(data.path, f"$TIMESTEP is {data.keywords['$TIMESTEP']!r}, expected a number") from None
+    jobs = []
     for ch in data.channels:
         is_time = ch.name.lower() == "time"
         scale_log = ch.log_decades > 0
@@ -222,15 +227,26 @@ def _linearize(data: FcsData) -> None:
             continue
         if scale_log and not ch.range > 0:
             raise FcsError(data.path, f"channel {ch.name}: $P{ch.index + 1}E is log but $P{ch.index + 1}R is {ch.range}; cannot linearize")
-        col = data.events[:, ch.index].astype(np.float64)
-        with np.errstate(over="ignore"):
-            if scale_time:
-                col = col * timestep
-            if scale_log:
-                col = (10 ** (ch.log_decades * col / ch.range)) * (ch.log_offset or 1.0)
-            if scale_gain:
-                col = col / gain
-            data.events[:, ch.index] = col
-        if scale_log and not np.isfinite(data.events[:, ch.index]).all():
+        jobs.append((ch, scale_time, scale_log, scale_gain, gain))
+    events = data.events
+    overflowed = set()
+    # row blocks outside, channels inside: one sweep over the event matrix whatever the number of channels;
+    # each value is computed in float64 exactly as a whole-column computation would, then stored as float32
+    for start in range(0, events.shape[0] if jobs else 0, _LINEARIZE_BLOCK):
+        block = events[start : start + _LINEARIZE_BLOCK]
+        for ch, scale_time, scale_log, scale_gain, gain in jobs:
+            col = block[:, ch.index].astype(np.float64)
+            with np.errstate(over="ignore"):
+                if scale_time:
+                    col *= timestep
+                if scale_log:
+                    col = (10 ** (ch.log_decades * col / ch.range)) * (ch.log_offset or 1.0)
+                if scale_gain:
+                    col /= gain
+                block[:, ch.index] = col
+            if scale_log and ch.index not in overflowed and not np.isfinite(block[:, ch.index]).all():
+                overflowed.add(ch.index)
+    for ch, *_ in jobs:
+        if ch.index in overflowed:
             data.warnings.append(f"channel {ch.name}: log decoding overflowed float32 for some events (read as inf)")
     data.linearized = True

@@ -22,6 +22,7 @@ from mrdflow.errors import GateError, TemplateError
 from mrdflow.gating.adaptive import METHODS, AdaptiveGate, subsample_indices
 from mrdflow.gating.gates import (BooleanGate, EllipsoidGate, Gate, PolygonGate, RangeGate, RectangleGate)
 from mrdflow.gating.template import ROOT, Node, Template
+from mrdflow.kernels.select import rows_at_ranks
 
 __all__ = ["GatingResult", "gate_events", "build_gate", "boolean_gate"]
 
@@ -175,9 +176,9 @@ def gate_events(events: np.ndarray, index: Mapping[str, int], template: Template
         for dep in ([node.parent] if node.parent != ROOT else []) + node.references():
             last_use[dep] = i
 
-    live: dict[str, np.ndarray] = {}
-    warnings: list[str] = []
     packed: dict[str, np.ndarray] = {}
+    live = _MaskStore(n, packed)
+    warnings: list[str] = []
     counts: dict[str, int] = {}
     gates: dict[str, Gate] = {}
     fitted: dict[str, AdaptiveGate] = {}
@@ -203,18 +204,22 @@ def gate_events(events: np.ndarray, index: Mapping[str, int], template: Template
         m = gate.mask(events, col_index, parent, resolved=live) if node.kind == "boolean" \
             else gate.mask(events, col_index, parent)
         counts[name] = int(np.count_nonzero(m))
-        live[name] = m
-        # free masks nobody needs any more (keep them packed)
-        for dep in [d for d in list(live) if last_use.get(d, -1) <= i and d != name]:
-            packed[dep] = np.packbits(live.pop(dep))
-    for name, m in live.items():
-        packed[name] = np.packbits(m)
+        live.put(name, m, needed=last_use.get(name, -1) > i)
+        # masks nobody needs any more are kept packed only
+        for dep in [d for d in live.unpacked() if last_use.get(d, -1) <= i and d != name]:
+            live.release(dep)
 
     dtype = np.uint8 if len(names) < 255 else np.uint16
     labels = np.zeros(n, dtype=dtype)
     for i in paint:
+        c = counts[names[i]]
+        if c == 0:
+            continue
         m = np.unpackbits(packed[names[i]], count=n).view(bool)
-        labels[m] = i + 1
+        if c < n // 16:  # a rare population: write its rows only
+            labels[np.flatnonzero(m)] = i + 1
+        else:
+            np.putmask(labels, m, i + 1)
     return GatingResult(template=template, n_events=n, labels=labels, label_names=(ROOT, *names),
                         counts=counts, gates=gates, fitted=fitted, warnings=warnings, _packed=packed)
 
@@ -232,21 +237,70 @@ def _fit_adaptive(node: Node, events: np.ndarray, index: Mapping[str, int], pare
                   live: Mapping[str, np.ndarray], upper_limits, src) -> tuple[AdaptiveGate, Gate]:
     est = METHODS[node.method](**node.args)
     cols = [index[d] for d in node.dims]
-    rows = np.arange(events.shape[0]) if parent is None else np.flatnonzero(parent)
-    sub = rows[subsample_indices(rows.size, est.max_events, est.seed)]
+    # the subsample's rows straight from the mask (no index array of the whole parent)
+    n_rows = events.shape[0] if parent is None else int(np.count_nonzero(parent))
+    sub = _subsample_rows(parent, n_rows, est.max_events, est.seed)
     X = events[np.ix_(sub, cols)]
     try:
         if node.method == "margin":
             ul = [None if upper_limits is None else upper_limits.get(d) for d in node.dims]
             est.fit(X, channel_upper=ul)
         elif node.method == "reference_distance" and node.args.get("reference"):
-            ref_rows = np.flatnonzero(live[node.args["reference"]])
-            ref_sub = ref_rows[subsample_indices(ref_rows.size, est.max_events, est.seed)]
+            ref = live[node.args["reference"]]
+            ref_sub = _subsample_rows(ref, int(np.count_nonzero(ref)), est.max_events, est.seed)
             est.fit(X, reference=events[np.ix_(ref_sub, cols)])
         else:
             est.fit(X)
         gate = build_gate(est.geometry_, node.dims)
     except (ValueError, GateError, np.linalg.LinAlgError) as exc:
         raise TemplateError(f"{src}: population {node.name!r}, method {node.method}: cannot place the gate on "
-                            f"this sample ({exc}; the parent {node.parent!r} has {rows.size} events)") from None
+                            f"this sample ({exc}; the parent {node.parent!r} has {n_rows} events)") from None
     return est, gate
+
+
+def _subsample_rows(mask: np.ndarray | None, n_rows: int, max_events: int, seed: int) -> np.ndarray:
+    """``np.flatnonzero(mask)[subsample_indices(n_rows, max_events, seed)]`` (all rows for ``mask=None``),
+    without the index array of every True row."""
+    ranks = subsample_indices(n_rows, max_events, seed)
+    return ranks if mask is None else rows_at_ranks(mask, ranks)
+
+
+class _MaskStore:
+    """Population masks during gating: every mask kept bit-packed (n/8 bytes, into ``packed``), and at most
+    :attr:`KEEP` of those still needed also as bool arrays (a parent and the node just evaluated; the least
+    recently used is dropped and unpacked again on demand, ~1 ms per 5 M events), so a tree of many
+    populations holds a few n-byte masks at a time."""
+
+    KEEP = 2
+
+    def __init__(self, n: int, packed: dict[str, np.ndarray]):
+        self.n = n
+        self.packed = packed
+        self._bool: dict[str, np.ndarray] = {}  # insertion order = recency
+
+    def put(self, name: str, mask: np.ndarray, needed: bool) -> None:
+        self.packed[name] = np.packbits(mask)
+        if needed:
+            self._bool[name] = mask
+            while len(self._bool) > self.KEEP:
+                self._bool.pop(next(iter(self._bool)))
+
+    def unpacked(self) -> list[str]:
+        return list(self._bool)
+
+    def release(self, name: str) -> None:
+        self._bool.pop(name, None)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self.packed
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        m = self._bool.pop(name, None)
+        if m is None:
+            if name not in self.packed:
+                raise KeyError(name)
+            m = np.unpackbits(self.packed[name], count=self.n).view(bool)
+        self._bool[name] = m  # most recently used
+        while len(self._bool) > self.KEEP:
+            self._bool.pop(next(iter(self._bool)))
+        return m

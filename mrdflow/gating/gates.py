@@ -134,7 +134,10 @@ class RectangleGate(Gate):
         lo = np.array([-np.inf if v is None else v for v in self.lo])
         hi = np.array([np.inf if v is None else v for v in self.hi])
         out = np.empty(events.shape[0], dtype=np.bool_)
-        _kg.rectangle_mask(events, cols, lo, hi, _parent(self, events, parent), out)
+        par = _parent(self, events, parent)
+        # a sparse parent lets the kernel skip most rows; a dense one is tested without branches
+        dense = par.size == 0 or np.count_nonzero(par) > par.size // 4
+        (_kg.rectangle_mask_dense if dense else _kg.rectangle_mask)(events, cols, lo, hi, par, out)
         return out
 
     def to_dict(self) -> dict[str, Any]:

@@ -1,0 +1,172 @@
+"""Row selection within a bool mask without materialising the mask's full index set."""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+
+_BLOCK = 1 << 16
+
+
+@njit(cache=True, parallel=True)
+def _rows_at_ranks(mask, ranks, out):
+    # mask as uint8 (0/1); per block: count (parallel), prefix sums, then a branch-free local index of the
+    # block's set rows from which its ranks are picked
+    n = mask.shape[0]
+    nb = (n + _BLOCK - 1) // _BLOCK
+    counts = np.zeros(nb + 1, dtype=np.int64)
+    for b in prange(nb):
+        c = 0
+        for i in range(b * _BLOCK, min(n, (b + 1) * _BLOCK)):
+            c += mask[i]
+        counts[b + 1] = c
+    for b in range(nb):
+        counts[b + 1] += counts[b]
+    total = counts[nb]
+    k = ranks.shape[0]
+    if k and ranks[k - 1] >= total:
+        return int(np.searchsorted(ranks, total))  # ranks from here on do not exist
+    for b in prange(nb):
+        j = np.searchsorted(ranks, counts[b])
+        stop = np.searchsorted(ranks, counts[b + 1])
+        if j == stop:
+            continue
+        start = b * _BLOCK
+        local = np.empty(_BLOCK, dtype=np.int32)
+        c = 0
+        for i in range(start, min(n, start + _BLOCK)):
+            local[c] = i - start
+            c += mask[i]
+        base = counts[b]
+        for t in range(j, stop):
+            out[t] = start + local[ranks[t] - base]
+    return k
+
+
+def rows_at_ranks(mask: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    """``np.flatnonzero(mask)[ranks]`` for sorted ``ranks``, in one pass and without the full index array.
+
+    Parameters
+    ----------
+    mask : (n,) bool array.
+    ranks : (k,) int64, non-decreasing, each in ``[0, count_nonzero(mask))``.
+
+    Returns
+    -------
+    (k,) int64 row indices (0-based) of the ``ranks``-th True entries of ``mask``.
+
+    Raises
+    ------
+    ValueError
+        Wrong dtype/shape, unsorted ranks, or a rank beyond the number of True entries.
+    """
+    mask = np.ascontiguousarray(mask)
+    ranks = np.ascontiguousarray(ranks, dtype=np.int64)
+    if mask.dtype != np.bool_ or mask.ndim != 1 or ranks.ndim != 1:
+        raise ValueError(f"rows_at_ranks: need a 1-D bool mask and 1-D ranks, found {mask.dtype} {mask.shape} "
+                         f"and {ranks.shape}")
+    if ranks.size and (ranks[0] < 0 or np.any(np.diff(ranks) < 0)):
+        raise ValueError("rows_at_ranks: ranks must be non-negative and sorted")
+    out = np.empty(ranks.size, dtype=np.int64)
+    found = _rows_at_ranks(mask.view(np.uint8), ranks, out)
+    if found != ranks.size:
+        raise ValueError(f"rows_at_ranks: rank {int(ranks[found])} is beyond the {int(np.count_nonzero(mask))} "
+                         "True entries of the mask")
+    return out
+
+
+_U32 = np.uint64(0xFFFFFFFF)
+
+
+@njit(cache=True)
+def _slot(keys, key, mask):
+    h = (np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(20)
+    s = np.int64(h & mask)
+    while keys[s] != -1 and keys[s] != key:
+        s = np.int64((np.uint64(s) + np.uint64(1)) & mask)
+    return s
+
+
+@njit(cache=True)
+def _tail_shuffle_sample(n, size, raw, out):
+    """The values numpy's ``Generator.choice(n, size, replace=False)`` keeps (before its final shuffle).
+
+    numpy (≥ 1.17, tail-shuffle branch) shuffles the last ``size`` positions of ``arange(n)``:
+    for ``i = n-1 … n-size`` it swaps position ``i`` with ``j = bounded(0..i)``, ``j`` drawn by Lemire's method
+    from the generator's 32-bit stream (the low then the high half of each raw 64-bit output). Here the
+    swaps are replayed on a sparse map of the touched positions only. Returns the number of raw words used,
+    or -1 when ``raw`` ran out.
+    """
+    # open-addressing hash map position -> current value, for the positions swapped so far (≤ 2 per draw)
+    cap = 1
+    while cap < 4 * size:
+        cap *= 2
+    mask = np.uint64(cap - 1)
+    keys = np.full(cap, -1, dtype=np.int64)
+    vals = np.empty(cap, dtype=np.int64)
+    w = 0  # next raw word
+    half = 0  # 0: take the low half of raw[w] next, 1: the high half
+    first = max(n - size, 1)
+    k = 0
+    for i in range(n - 1, first - 1, -1):
+        rng = np.uint64(i)
+        rng_excl = rng + np.uint64(1)
+        # one 32-bit draw
+        if w >= raw.shape[0]:
+            return -1
+        if half == 0:
+            u = raw[w] & _U32
+            half = 1
+        else:
+            u = raw[w] >> np.uint64(32)
+            half = 0
+            w += 1
+        m = u * rng_excl
+        leftover = m & _U32
+        if leftover < rng_excl:
+            threshold = (_U32 - rng) % rng_excl
+            while leftover < threshold:
+                if w >= raw.shape[0]:
+                    return -1
+                if half == 0:
+                    u = raw[w] & _U32
+                    half = 1
+                else:
+                    u = raw[w] >> np.uint64(32)
+                    half = 0
+                    w += 1
+                m = u * rng_excl
+                leftover = m & _U32
+        j = np.int64(m >> np.uint64(32))
+        sj = _slot(keys, j, mask)
+        vj = vals[sj] if keys[sj] == j else j
+        si = _slot(keys, np.int64(i), mask)
+        vi = vals[si] if keys[si] == i else np.int64(i)
+        keys[sj] = j
+        vals[sj] = vi
+        out[k] = vj
+        k += 1
+    return w + half
+
+
+def sorted_choice(n: int, size: int, seed: int) -> np.ndarray:
+    """``np.sort(np.random.default_rng(seed).choice(n, size, replace=False))``, bit for bit, in O(size) memory.
+
+    numpy materialises ``arange(n)`` (8n bytes) when ``n > 10 000`` and ``size`` is more than 1/50 of ``n``; this replays its
+    swaps on the touched positions only. Falls back to numpy itself in the other branch (Floyd's algorithm, already O(size), or a
+    full permutation of a small ``n``) and whenever the replay cannot be used. ``tests/test_perf_equivalence.py`` checks the
+    equality against numpy.
+    """
+    if size == n:
+        return np.arange(n, dtype=np.int64)  # every index (numpy's too, in its shuffled order)
+    if not (0 < size < n) or n <= 10_000 or size <= n // 50 or n > 0xFFFFFFFF:
+        return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
+    n_raw = size // 2 + 64
+    while True:
+        raw = np.random.default_rng(seed).bit_generator.random_raw(n_raw)
+        out = np.empty(size, dtype=np.int64)
+        if _tail_shuffle_sample(np.int64(n), np.int64(size), raw, out) >= 0:
+            out.sort()
+            return out
+        n_raw *= 2

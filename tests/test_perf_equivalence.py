@@ -1,0 +1,113 @@
+"""The fast paths of the per-sample analysis give exactly what the plain numpy computations give.
+
+Performance work must not change a result: the subsample an adaptive gate is fitted on, the rows it is taken
+from, the linearized values and the population masks are checked here against the straightforward numpy
+versions they replace (the whole-tube identity is checked with ``scripts/perf_fingerprint.py``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mrdflow.fcs import read_fcs
+from mrdflow.fcs.reader import _LINEARIZE_BLOCK
+from mrdflow.gating.adaptive import subsample_indices
+from mrdflow.kernels.select import rows_at_ranks, sorted_choice
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def numpy_choice(n: int, size: int, seed: int) -> np.ndarray:
+    return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
+
+
+@pytest.mark.parametrize("n,size", [(5_000_000, 200_000), (250_000, 200_000), (200_001, 200_000), (100_000, 2_001),
+                                    (10_001, 201), (10_001, 10_001), (20_000, 19_999), (10_000, 5_000), (1_000, 100), (2_000_000, 40_000),
+                                    (2_000_000, 40_001), (7, 7)])
+def test_sorted_choice_is_numpys_choice(n, size):
+    for seed in (0, 1, 2**31 + 5):
+        assert np.array_equal(sorted_choice(n, size, seed), numpy_choice(n, size, seed))
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 3_000_000), frac=st.floats(0.0, 1.0), seed=st.integers(0, 2**32 - 1))
+def test_sorted_choice_matches_numpy_everywhere(n, frac, seed):
+    size = max(1, int(n * frac))
+    assert np.array_equal(sorted_choice(n, size, seed), numpy_choice(n, size, seed))
+
+
+def test_subsample_indices_contract():
+    assert np.array_equal(subsample_indices(50, 100, 3), np.arange(50))
+    sub = subsample_indices(1_000_000, 200_000, 3)
+    assert sub.size == 200_000 and np.all(np.diff(sub) > 0) and sub[-1] < 1_000_000
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 300_000), p=st.floats(0.0, 1.0), k=st.integers(0, 5_000), seed=st.integers(0, 1000))
+def test_rows_at_ranks_is_flatnonzero_indexing(n, p, k, seed):
+    rng = np.random.default_rng(seed)
+    mask = rng.random(n) < p
+    rows = np.flatnonzero(mask)
+    ranks = np.sort(rng.integers(0, rows.size, min(k, rows.size * 3))) if rows.size else np.zeros(0, np.int64)
+    assert np.array_equal(rows_at_ranks(mask, ranks), rows[ranks])
+
+
+def test_rows_at_ranks_rejects_a_rank_beyond_the_mask():
+    with pytest.raises(ValueError, match="beyond the 2 True entries"):
+        rows_at_ranks(np.array([True, False, True]), np.array([0, 2]))
+
+
+def test_blocked_linearize_equals_whole_column_float64():
+    """Log, gain and Time scaling over several row blocks give the whole-column float64 results, rounded once."""
+    from mrdflow.fcs.layout import Channel
+    from mrdflow.fcs.reader import FcsData, _linearize
+    from mrdflow.fcs.text import Keywords
+
+    n = 2 * _LINEARIZE_BLOCK + 123
+    rng = np.random.default_rng(0)
+    raw = np.c_[rng.uniform(0, 1023, n), rng.uniform(0, 262143, n), np.sort(rng.uniform(0, 9e5, n)),
+                rng.uniform(0, 262143, n)].astype(np.float32)
+    channels = [Channel(0, "FL1-H", None, 1024.0, 1.0, 4.0, 0.0), Channel(1, "FL2-A", None, 262144.0, 2.5),
+                Channel(2, "Time", None, 262144.0, 3.0), Channel(3, "SSC-A", None, 262144.0)]
+    data = FcsData(Path("lin.fcs"), "FCS3.1", Keywords({"$TIMESTEP": "0.01"}), channels, raw.copy(), None)
+    _linearize(data)
+    x = raw.astype(np.float64)
+    expect = raw.copy()
+    expect[:, 0] = 10 ** (4.0 * x[:, 0] / 1024.0) * 1.0
+    expect[:, 1] = x[:, 1] / 2.5
+    expect[:, 2] = x[:, 2] * 0.01  # Time: $TIMESTEP, not $PnG
+    assert data.linearized and data.warnings == []
+    assert np.array_equal(data.events, expect)
+
+
+def test_gating_masks_equal_direct_gate_evaluation():
+    """Every population of a real template on a demo tube: the engine's mask (kept packed, few unpacked at a
+    time) equals its resolved gate evaluated on its parent."""
+    from mrdflow.gating.engine import ROOT
+    from mrdflow.gating.engine import gate_events
+    from mrdflow.gating.gates import BooleanGate
+    from mrdflow.gating.template import load_template
+    from mrdflow.panel import load_panel
+    from mrdflow.tube import prepare_tube
+
+    panel = load_panel(REPO / "panels" / "demo.yaml")
+    fcs = read_fcs(REPO / "sample_fcs" / "DEMO01_T1.fcs", linearize=True)
+    setup = prepare_tube(panel, "tube1", fcs, load_template(panel.template))
+    tmpl = setup.template
+    res = gate_events(fcs.events, setup.index, tmpl, upper_limits=setup.upper_limits)
+    masks = {ROOT: np.ones(fcs.n_events, bool)}
+    for name, node in tmpl.nodes.items():
+        parent = masks[node.parent]
+        gate = res.gates[name]
+        if isinstance(gate, BooleanGate) and node.kind == "boolean":
+            m = gate.mask(fcs.events, setup.index, parent, resolved=masks)
+        else:
+            m = gate.mask(fcs.events, setup.index, parent)
+        masks[name] = m
+        assert np.array_equal(res.mask(name), m), name
+        assert res.counts[name] == int(m.sum()), name
