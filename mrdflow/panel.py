@@ -40,6 +40,17 @@ def normalize_marker(name: str) -> str:
     return re.sub(r"[\s_\-./]+", "", name).casefold()
 
 
+
+def _regex_with_group(value: str, group: str, meaning: str) -> str:
+    """Validate a file-name regex (case-insensitive) that must have the named group ``group``."""
+    try:
+        compiled = re.compile(value, re.IGNORECASE)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression ({exc})") from None
+    if group not in compiled.groupindex:
+        raise ValueError(f"the regex needs a named group (?P<{group}>...) giving {meaning}")
+    return value
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -163,13 +174,7 @@ class GroupingSpec(_Model):
     @field_validator("pattern")
     @classmethod
     def _valid_regex(cls, value: str) -> str:
-        try:
-            compiled = re.compile(value, re.IGNORECASE)
-        except re.error as exc:
-            raise ValueError(f"not a valid regular expression ({exc})") from None
-        if "sample" not in compiled.groupindex:
-            raise ValueError("the regex needs a named group (?P<sample>...) giving the sample id")
-        return value
+        return _regex_with_group(value, "sample", "the sample id")
 
 
 class CompensationSpec(_Model):
@@ -252,13 +257,7 @@ class SpecimenRule(_Model):
     def _valid_regex(cls, value: Optional[str]) -> Optional[str]:
         if value is None:
             return value
-        try:
-            compiled = re.compile(value, re.IGNORECASE)
-        except re.error as exc:
-            raise ValueError(f"not a valid regular expression ({exc})") from None
-        if "specimen" not in compiled.groupindex:
-            raise ValueError("the regex needs a named group (?P<specimen>...) giving the specimen label")
-        return value
+        return _regex_with_group(value, "specimen", "the specimen label")
 
     @field_validator("values")
     @classmethod

@@ -51,7 +51,7 @@ from mrdflow.errors import MrdflowError  # noqa: E402
 from mrdflow.panel import load_panel  # noqa: E402
 from mrdflow.result import SampleResult  # noqa: E402
 from mrdflow.pipeline import analyze_sample_tubes  # noqa: E402
-from mrdflow.simulate import build_scenario, simulate_sample  # noqa: E402
+from mrdflow.simulate import build_scenario, simulate_sample, truth_mask  # noqa: E402
 
 SCENARIOS = ("dilution", "normal", "hard", "instrument", "hemodilution", "time_anomaly", "pb")
 DETECTED = ("POSITIVE", "POSITIVE_BELOW_LLOQ")
@@ -70,9 +70,7 @@ def truth_of(out: Path, sample_id: str, tubes) -> dict:
            "n_pc": t["n_plasma_cells"], "n_time_excluded": t.get("n_time_excluded", 0)}
     tp = fp = fn = clog_hit = clog_total = 0
     for ta in tubes:
-        npz = np.load(str(ta.file)[:-4] + ".truth.npz")
-        names = [str(x) for x in npz["label_names"]]
-        is_ab = npz["labels"] == names.index("aberrant_pc")
+        is_ab = truth_mask(ta.file, "aberrant_pc")
         called = np.zeros(is_ab.size, dtype=bool)
         called[ta.aberrant_index] = True
         tp += int(np.count_nonzero(called & is_ab))

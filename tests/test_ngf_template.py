@@ -14,6 +14,7 @@ from mrdflow.fcs import read_fcs
 from mrdflow.gating.adaptive import DensityValley
 from mrdflow.gating.engine import gate_events
 from mrdflow.gating.template import load_template, template_from_dict
+from mrdflow.simulate import LABELS, truth_mask, truth_path
 from mrdflow.panel import load_panel
 from mrdflow.pipeline import analyze_sample_tubes
 from mrdflow.tube import check_tube, prepare_tube
@@ -128,19 +129,16 @@ def test_gates_against_truth_on_demo_marrow(sample):
     fcs = read_fcs(DEMO / f"{sample}_T1.fcs", linearize=True)
     setup = prepare_tube(panel, "tube1", fcs, template)
     res = gate_events(fcs.events, setup.index, setup.template, upper_limits=setup.upper_limits)
-    npz = np.load(DEMO / f"{sample}_T1.truth.npz")
-    names = [str(x) for x in npz["label_names"]]
-    lab = npz["labels"]
 
     def share(pop: str, *truth: str) -> tuple[float, float]:
         """(recall of the truth labels, purity of the population)."""
         m = res.mask(pop)
-        t = np.isin(lab, [names.index(x) for x in truth])
+        t = truth_mask(DEMO / f"{sample}_T1.fcs", *truth)
         return np.count_nonzero(m & t) / max(np.count_nonzero(t), 1), np.count_nonzero(m & t) / max(m.sum(), 1)
 
     rec, pur = share("plasma_cells", "normal_pc", "aberrant_pc")
     assert rec > 0.97 and pur > 0.95
-    nucleated = [n for n in names if n not in ("debris", "doublet")]
+    nucleated = [n for n in LABELS if n not in ("debris", "doublet")]
     rec, pur = share("cells", *nucleated)
     assert rec > 0.97 and pur > 0.95
     for pop, label in (("t_cells", "t_cell"), ("b_cells", "mature_b"), ("nk_cells", "nk_cell"),
@@ -165,7 +163,7 @@ def test_time_anomaly_is_excluded_from_the_denominator(tmp_path):
     assert "flow_rate_anomaly" in result.qc_flags or "signal_shift" in result.qc_flags
     # the clog's events are (nearly all) removed, and the denominator follows the truth, which excludes them
     for ta in tubes:
-        clog = np.load(str(ta.file)[:-4] + ".truth.npz")["time_excluded"].astype(bool)
+        clog = np.load(truth_path(ta.file))["time_excluded"].astype(bool)
         assert np.count_nonzero(clog & ~ta.time_kept) >= 0.9 * clog.sum()
     assert abs(result.n_events_evaluable / truth["n_evaluable"] - 1) < 0.04
     assert result.details["tubes"]["tube1"]["time_qc"]["excluded_ranges"]

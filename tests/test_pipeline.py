@@ -15,6 +15,7 @@ from mrdflow.errors import AnalysisError, FcsError, MrdflowError, PanelError
 from mrdflow.panel import load_panel
 from mrdflow.pipeline import analyze_sample, analyze_sample_tubes
 from mrdflow.result import RESULTS_COLUMNS
+from mrdflow.simulate import truth_mask
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "sample_fcs"
@@ -62,9 +63,7 @@ def test_clone_light_chain_and_per_event_calls(demo01):
     chain = _find(sample_truth, "clone")["light_chain"]
     assert result.clonality == chain
     for ta in tubes:
-        npz = np.load(str(ta.file)[:-4] + ".truth.npz")
-        names = [str(x) for x in npz["label_names"]]
-        is_ab = npz["labels"] == names.index("aberrant_pc")
+        is_ab = truth_mask(ta.file, "aberrant_pc")
         called = np.zeros(is_ab.size, dtype=bool)
         called[ta.aberrant_index] = True
         tp = np.count_nonzero(called & is_ab)
@@ -126,8 +125,7 @@ def test_clone_split_over_both_tubes_is_called_from_the_pooled_backbone(demo_pan
 
     paths, is_clone = [], []
     for t, n_keep in (("T1", 4), ("T2", 16)):
-        npz = np.load(DEMO / f"DEMO02_{t}.truth.npz")
-        clone = npz["labels"] == [str(x) for x in npz["label_names"]].index("aberrant_pc")
+        clone = truth_mask(DEMO / f"DEMO02_{t}.fcs", "aberrant_pc")
         keep = np.ones(clone.size, dtype=bool)
         keep[np.flatnonzero(clone)[n_keep:]] = False
         src = DEMO / f"DEMO02_{t}.fcs"

@@ -308,3 +308,16 @@ def test_every_scenario_generates_readable_files_with_consistent_truth(tmp_path,
         assert data.n_events == 600 and data.keywords["$SRC"] == plan.sample_id
         truth = json.loads(Path(str(path)[:-4] + ".truth.json").read_text())
         assert sum(truth["counts_all_events"].values()) == 600
+
+
+def test_truth_mask_reads_the_side_car_counts_and_rejects_unknown_populations():
+    """`truth_mask` is how validation code reads per-event truth: its counts equal the JSON side-car's."""
+    from mrdflow.simulate import truth_mask
+
+    fcs = Path(__file__).resolve().parents[1] / "sample_fcs" / "DEMO01_T1.fcs"
+    doc = json.loads(fcs.with_name("DEMO01_T1.truth.json").read_text())
+    assert int(truth_mask(fcs, "aberrant_pc").sum()) == doc["counts_all_events"]["aberrant_pc"]
+    both = truth_mask(fcs, "normal_pc", "aberrant_pc")
+    assert int(both.sum()) == doc["counts_all_events"]["normal_pc"] + doc["counts_all_events"]["aberrant_pc"]
+    with pytest.raises(ValueError, match="unknown population"):
+        truth_mask(fcs, "plasmacytoid")

@@ -11,11 +11,11 @@ from mrdflow.simulate.instrument import INSTRUMENTS, TUBE_MARKERS, Clog, acquire
 from mrdflow.simulate.populations import LABELS, Clone, draw_clone
 from mrdflow.simulate.scenarios import SCENARIOS, SamplePlan, SpecimenPlan, build_scenario
 from mrdflow.simulate.specimen import Specimen, draw_specimen, sample_cells
-from mrdflow.simulate.truth import EVALUABLE_DEFINITION
+from mrdflow.simulate.truth import EVALUABLE_DEFINITION, truth_mask, truth_path
 
 __all__ = [
     "EVALUABLE_DEFINITION", "INSTRUMENTS", "LABELS", "SCENARIOS", "TUBE_MARKERS",
     "Clog", "Clone", "SamplePlan", "Specimen", "SpecimenPlan",
     "acquire", "build_scenario", "draw_clone", "draw_specimen", "instrument_run", "make_specimen",
-    "sample_cells", "simulate_plans", "simulate_sample",
+    "sample_cells", "simulate_plans", "simulate_sample", "truth_mask", "truth_path",
 ]

@@ -132,3 +132,20 @@ def write_tube_truth(stem: Path, acq: Acquisition, info: dict) -> tuple[Path, Pa
     doc = {"evaluable_definition": EVALUABLE_DEFINITION, "mrd_definition": MRD_DEFINITION, **counts, **info}
     js = write_json(stem.with_name(stem.name + ".truth.json"), doc)
     return npz, js, counts
+
+
+def truth_path(fcs_path: Path | str) -> Path:
+    """The ``.truth.npz`` side-car written beside a simulated FCS file (``NAME.fcs`` → ``NAME.truth.npz``)."""
+    p = Path(fcs_path)
+    return p.with_name(p.stem + ".truth.npz")
+
+
+def truth_mask(fcs_path: Path | str, *populations: str) -> np.ndarray:
+    """Per-event truth of a simulated file: True where the event belongs to any of ``populations``
+    (names from :data:`LABELS`, e.g. ``"aberrant_pc"``), in file order."""
+    with np.load(truth_path(fcs_path)) as npz:
+        names = [str(x) for x in npz["label_names"]]
+        unknown = [p for p in populations if p not in names]
+        if unknown:
+            raise ValueError(f"{truth_path(fcs_path)}: unknown population(s) {unknown}; known: {names}")
+        return np.isin(npz["labels"], [names.index(p) for p in populations])
