@@ -112,32 +112,22 @@ def _tail_shuffle_sample(n, size, raw, out):
     for i in range(n - 1, first - 1, -1):
         rng = np.uint64(i)
         rng_excl = rng + np.uint64(1)
-        # one 32-bit draw
-        if w >= raw.shape[0]:
-            return -1
-        if half == 0:
-            u = raw[w] & _U32
-            half = 1
-        else:
-            u = raw[w] >> np.uint64(32)
-            half = 0
-            w += 1
-        m = u * rng_excl
-        leftover = m & _U32
-        if leftover < rng_excl:
-            threshold = (_U32 - rng) % rng_excl
-            while leftover < threshold:
-                if w >= raw.shape[0]:
-                    return -1
-                if half == 0:
-                    u = raw[w] & _U32
-                    half = 1
-                else:
-                    u = raw[w] >> np.uint64(32)
-                    half = 0
-                    w += 1
-                m = u * rng_excl
-                leftover = m & _U32
+        # Lemire's bounded draw from 32-bit halves: redraw while leftover < threshold = (2^32 - 1 - i) % (i + 1);
+        # threshold < i + 1, so a leftover >= i + 1 is accepted without computing it (numpy's order of work)
+        while True:
+            if w >= raw.shape[0]:
+                return -1
+            if half == 0:
+                u = raw[w] & _U32
+                half = 1
+            else:
+                u = raw[w] >> np.uint64(32)
+                half = 0
+                w += 1
+            m = u * rng_excl
+            leftover = m & _U32
+            if leftover >= rng_excl or leftover >= (_U32 - rng) % rng_excl:
+                break
         j = np.int64(m >> np.uint64(32))
         sj = _slot(keys, j, mask)
         vj = vals[sj] if keys[sj] == j else j
