@@ -51,7 +51,7 @@ from mrdflow.errors import MrdflowError  # noqa: E402
 from mrdflow.panel import load_panel  # noqa: E402
 from mrdflow.result import SampleResult  # noqa: E402
 from mrdflow.pipeline import analyze_sample_tubes  # noqa: E402
-from mrdflow.simulate import build_scenario, simulate_sample, truth_mask  # noqa: E402
+from mrdflow.simulate import build_scenario, simulate_sample, truth_mask, truth_path  # noqa: E402
 
 SCENARIOS = ("dilution", "normal", "hard", "instrument", "hemodilution", "time_anomaly", "pb")
 DETECTED = ("POSITIVE", "POSITIVE_BELOW_LLOQ")
@@ -76,7 +76,8 @@ def truth_of(out: Path, sample_id: str, tubes) -> dict:
         tp += int(np.count_nonzero(called & is_ab))
         fp += int(np.count_nonzero(called & ~is_ab))
         fn += int(np.count_nonzero(~called & is_ab))
-        clog = npz["time_excluded"].astype(bool)
+        with np.load(truth_path(ta.file)) as npz:
+            clog = npz["time_excluded"].astype(bool)
         clog_total += int(clog.sum())
         clog_hit += int(np.count_nonzero(clog & ~ta.time_kept))
     res["f1"] = 2 * tp / (2 * tp + fp + fn) if (tp + fp + fn) else math.nan
