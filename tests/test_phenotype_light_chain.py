@@ -65,3 +65,26 @@ def test_bad_light_chain_codes_are_errors():
         light_chain_restricted(phen, np.full(len(chain), 3))
     with pytest.raises(AnalysisError, match="min_reference_cells"):
         LightChainSettings(min_reference_cells=1)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_kappa_clone_hidden_in_a_kappa_majority_subset_is_found(seed):
+    # κ is the majority chain (67 %); a 250-event κ clone that looks like the normal CD19−CD56+ subset
+    # (≈ 3 % of 20 000 PCs, as many events as the clone): only its light chain tells it apart
+    rng = np.random.default_rng(40 + seed)
+    normal = normal_pcs(rng, 20000)
+    clone = normal_pcs(rng, 250)
+    clone[:, MARKERS.index("CD19")] = rng.normal(0.8, SD, 250)
+    clone[:, MARKERS.index("CD56")] = rng.normal(2.4, SD, 250)
+    clone[:, MARKERS.index("CD45")] = rng.normal(2.3, SD, 250)  # CD45-positive clone
+    x = np.concatenate([normal, clone])[:, [MARKERS.index(m) for m in TUBE2]].astype(np.float32)
+    chain = np.r_[np.where(rng.random(20000) < 0.67, KAPPA, LAMBDA), np.full(250, KAPPA)]
+    truth = np.r_[np.zeros(20000, bool), np.ones(250, bool)]
+    refs = {m: r for m, r in references(rng).items() if m in TUBE2}
+    phen = classify_plasma_cells(x, TUBE2, refs)
+    assert phen.n_aberrant == 0  # CD19−CD56+ at this size is within normal heterogeneity
+    result = light_chain_restricted(phen, chain)
+    assert [(c.light_chain, set(c.aberrancies)) for c in result.clusters] == [("kappa", {"CD19", "CD56"})]
+    assert np.count_nonzero(result.aberrant & truth) >= 0.9 * 250
+    # the called set holds the normal κ PCs of the subset too; the estimate removes them
+    assert 125 <= result.n_aberrant_estimate <= 400

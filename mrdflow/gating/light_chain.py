@@ -7,7 +7,7 @@ typically in tube 2, which lacks CD81/CD117, or for clones with weak aberrancies
 
 Given a :class:`~mrdflow.gating.phenotype.PhenotypeResult` and each PC's light chain, every deviation pattern
 with at least one aberrant marker group, among the PCs not already called aberrant, is tested: the share of
-the majority chain against the polytypic reference (the PCs with no deviation), by a one-sided binomial test.
+the majority chain against the polytypic reference (the PCs with no deviation), by a one-sided exact (Fisher) test.
 When restricted, its PCs of the restricted chain are called aberrant, as one cluster per pattern. That set
 still holds the normal PCs of the pattern that happen to carry the same chain; their expected number (the
 pattern's other-chain PCs × the reference chain ratio) is reported as ``expected_normal_events``, which
@@ -40,12 +40,16 @@ class LightChainSettings:
     min_excess_events
         Restricted-chain PCs in excess of the polytypic expectation a subset must hold (10).
     alpha
-        One-sided binomial tail probability a subset must beat (1e-6).
+        One-sided Fisher exact tail probability a subset must beat (1e-4): Bonferroni for the ≤ 2 × 31 subsets a
+        tube has (2 chains × deviation patterns of 5 judged markers) at a family-wise 1 % under the exact
+        null. Unlike the phenotype test, this null needs no model of normal heterogeneity — normal
+        PCs are polytypic in every subset — so it need not be set far below Bonferroni. [U] Normal subsets
+        with a κ:λ ratio of their own would call for a lower value.
     """
 
     min_reference_cells: int = 100
     min_excess_events: int = 10
-    alpha: float = 1e-6
+    alpha: float = 1e-4
 
     def __post_init__(self) -> None:
         if not (isinstance(self.min_reference_cells, int) and self.min_reference_cells >= 10):
@@ -95,7 +99,6 @@ def light_chain_restricted(
         return replace(result, warnings=result.warnings + (
             f"light chains: {k0} kappa and {l0} lambda normal-pattern PCs, a polytypic reference of "
             f"{settings.min_reference_cells} with both chains is needed; restriction not tested",))
-    p_kappa = k0 / (k0 + l0)
 
     labels = result.labels.copy()
     clusters = list(result.clusters)
@@ -109,14 +112,16 @@ def light_chain_restricted(
         nl = int(np.count_nonzero(members & (chain == LAMBDA)))
         if nk + nl == 0:
             continue
-        for restricted, n_r, n_other, p_r, ratio in (
-            ("kappa", nk, nl, p_kappa, k0 / l0),
-            ("lambda", nl, nk, 1.0 - p_kappa, l0 / k0),
+        for restricted, n_r, n_other, ref_r, ref_other in (
+            ("kappa", nk, nl, k0, l0),
+            ("lambda", nl, nk, l0, k0),
         ):
-            expected_normal = n_other * ratio
+            expected_normal = n_other * ref_r / ref_other
             if n_r - expected_normal < settings.min_excess_events:
                 continue
-            p = float(stats.binom.sf(n_r - 1, n_r + n_other, p_r))
+            # the reference ratio is itself a count: compare the two 2×2 margins exactly (a binomial test
+            # against the estimated ratio would be anti-conservative for subsets about as large as the reference)
+            p = float(stats.fisher_exact([[n_r, n_other], [ref_r, ref_other]], alternative="greater").pvalue)
             if p >= settings.alpha:
                 continue
             chosen = members & (chain == (KAPPA if restricted == "kappa" else LAMBDA))

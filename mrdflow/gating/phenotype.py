@@ -99,7 +99,7 @@ class PhenotypeSettings:
     min_normal_pc_spread
         Floor of the normal-pattern PCs' robust SD, in separations (0.02).
     grow_rounds
-        Times the grown clone is re-centred and grown again (2).
+        Times the grown clone is re-centred and grown again (4; it has converged by then in the dilution series).
     expand_quantile
         Quantile of the region the core is grown to (0.999): the χ² quantile (all used markers) bounds the
         squared standardised distance to the core median, and the one-marker quantile bounds each marker.
@@ -116,7 +116,7 @@ class PhenotypeSettings:
     min_spread: float = 0.1
     expand_quantile: float = 0.999
     normal_pc_sd: float | None = 3.0
-    grow_rounds: int = 2
+    grow_rounds: int = 4
     min_normal_pc_events: int = 50
     min_normal_pc_spread: float = 0.02
 
@@ -255,6 +255,32 @@ def _closer_to_core(
     return keep
 
 
+def _straddles(
+    z: np.ndarray, code: np.ndarray, counts: np.ndarray, pattern: Sequence[int], cols: Sequence[int],
+    centre: np.ndarray, sd: np.ndarray, n_clone: int, normal_centre: np.ndarray, normal_sd: np.ndarray,
+    floor: float,
+) -> np.ndarray:
+    """Which PCs may join a clone as straddlers of the markers of its pattern they do not deviate on.
+
+    A PC lacking one of the clone's deviations (bit ``pattern[i]``, column ``cols[i]``) must still be likelier
+    a clone member than a normal PC *on that marker*: the one-dimensional Bayes rule between two Gaussians,
+    the clone (``centre``, ``sd``, prior ``n_clone``) and the normal-pattern PCs (``normal_centre``,
+    ``normal_sd``, prior = the PC's own pattern count). So a normal PC of a neighbouring pattern (e.g.
+    CD19−CD45− with normal CD38 next to a small CD19−CD38dim−CD45− clone) is no straddler, while a large clone
+    keeps its wide fringe. PCs that show every deviation pass.
+    """
+    ok = np.ones(z.shape[0], dtype=bool)
+    log_prior = np.log(counts[code] + 0.5) - math.log(max(n_clone, 1))
+    for j, col in zip(pattern, cols):
+        lacks = (code >> j & 1) == 0
+        s_c, s_n = max(float(sd[col]), floor), max(float(normal_sd[col]), floor)
+        x = z[lacks, col]
+        ll_clone = -0.5 * ((x - centre[col]) / s_c) ** 2 - math.log(s_c)
+        ll_normal = -0.5 * ((x - normal_centre[col]) / s_n) ** 2 - math.log(s_n)
+        ok[lacks] &= ll_clone - ll_normal > log_prior[lacks]
+    return ok
+
+
 def classify_plasma_cells(
     pc_events: np.ndarray,
     markers: Sequence[str],
@@ -386,6 +412,10 @@ def classify_plasma_cells(
         return PhenotypeResult(aberrant, labels, (), boundaries, tuple(warnings), **pattern_info)
 
     # grow each core into its clone; an event joins the core it is closest to
+    normal_z = normal_sd = None
+    if np.count_nonzero(normal_like) >= settings.min_normal_pc_events:
+        normal_z = np.median(z[normal_like], axis=0)
+        normal_sd = 1.4826 * np.median(np.abs(z[normal_like] - normal_z), axis=0)
     limit = float(stats.chi2.ppf(settings.expand_quantile, df=len(used)))
     limit_1d = float(stats.chi2.ppf(settings.expand_quantile, df=1))
     best = np.full(n, np.inf)
@@ -404,12 +434,17 @@ def classify_plasma_cells(
         shared = ((code & c)[:, None] >> np.array(pattern)[None, :] & 1).sum(axis=1)
         eligible = shared >= len(pattern) - 1
         grown_centre, grown_spread, n_members = centre, spread, obs
+        grown_sd = 1.4826 * np.median(np.abs(core_z - centre), axis=0)
         for _ in range(1 + settings.grow_rounds):
             # the core alone is truncated at its thresholds; re-centring on the grown clone recovers the
             # straddlers of a deviation that only part of the clone crosses (e.g. a CD38-dim clone)
             sq = ((z - grown_centre) / grown_spread) ** 2
             d2 = sq.sum(axis=1)
             member = (d2 <= limit) & (sq.max(axis=1) <= limit_1d) & eligible
+            if normal_z is not None:
+                member &= _straddles(z, code, counts, pattern, [used_pos[judged[j][1].marker] for j in pattern],
+                                     grown_centre, grown_sd, n_members, normal_z, normal_sd,
+                                     settings.min_normal_pc_spread)
             member[members] = False
             candidates = np.flatnonzero(member)
             member[candidates] = _closer_to_core(z, code, candidates, n_members, grown_centre, grown_spread,
@@ -420,7 +455,8 @@ def classify_plasma_cells(
             n_members = int(np.count_nonzero(member))
             grown = z[member]
             grown_centre = np.median(grown, axis=0)
-            grown_spread = np.maximum(1.4826 * np.median(np.abs(grown - grown_centre), axis=0), settings.min_spread)
+            grown_sd = 1.4826 * np.median(np.abs(grown - grown_centre), axis=0)
+            grown_spread = np.maximum(grown_sd, settings.min_spread)
         d2[members] = 0.0
         take = member & (d2 < best)
         best[take] = d2[take]
