@@ -18,13 +18,18 @@ Targets (issue 6, "Done when"):
   count within 3 % of the truth (which excludes the clog);
 * pb — circulating PC % within 10 % (relative) of truth from 0.5 to 20 %, PCL flag right on both sides of 5 %.
 
+The 2×10⁻⁶ detection target is judged on extra replicates acquired at ``--lod-events`` (10 M) events per tube,
+EuroFlow's acquisition for that sensitivity (DOMAIN.md §1.3): at 5 M events/tube a file holds ~18 clonal events
+on average, i.e. sits *at* the 20-event LOD, where detection is a coin toss for any method; those 5 M rows are
+printed as ``[info]``. The ``pb`` scenario places files at 4 % and 6 %, either side of the 5 % PPCL line.
+
 Bias and linearity use the *realised* truth fraction of each file (Poisson sampling of a rare clone makes the
 nominal level a poor reference at 10⁻⁵); the nominal level is printed too. At 2×10⁻⁶ the detection target is
 also shown for the truth itself (how often the file holds ≥ 20 clonal events at all).
 
 Usage::
 
-    python scripts/validate_accuracy.py                                   # full: 5 M events/tube, seeds 1 2 3
+    python scripts/validate_accuracy.py                                   # full: 5 M events/tube (2e-6 also at 10 M), seeds 1 2 3
     python scripts/validate_accuracy.py --events 1000000 --seeds 1 --scenarios dilution normal
     python scripts/validate_accuracy.py --out /tmp/val --keep              # keep the generated files
     python scripts/validate_accuracy.py --seeds 1 --out /tmp/v1; python scripts/validate_accuracy.py --seeds 2 \
@@ -57,10 +62,15 @@ SCENARIOS = ("dilution", "normal", "hard", "instrument", "hemodilution", "time_a
 DETECTED = ("POSITIVE", "POSITIVE_BELOW_LLOQ")
 
 
-def plans_for(scenario: str, events: int):
+def plans_for(scenario: str, events: int, lod_events: int = 0):
+    """The scenario's sample plans; ``lod_events`` > 0 adds the 2×10⁻⁶ dilution acquired at that many events/tube."""
     plans = build_scenario(scenario, events=events, replicates=1)
     if scenario == "hard":  # the issue's target is at 1e-4; the scenario's default level is 1e-3
         plans = [replace(p, mrd=1e-4, sample_id=p.sample_id.replace("HARD_", "HARD1e-4_")) for p in plans]
+    if scenario == "dilution" and lod_events and lod_events != events:
+        low = [p for p in plans if math.isclose(p.mrd, 2e-6)]
+        plans += [replace(p, events=lod_events, sample_id=p.sample_id.replace("_R", f"_{lod_events // 10**6}M_R"))
+                  for p in low]
     return plans
 
 
@@ -103,6 +113,7 @@ def run_sample(plan, out: Path, seed: int, scenario: str, panel, keep: bool) -> 
     if not result.ok:
         truth["f1"] = math.nan
     row = {"scenario": scenario, "seed": seed, "sample": plan.sample_id, "nominal": plan.mrd,
+           "events_per_tube": plan.events,
            "hemodilution_plan": plan.hemodilution, "truth": truth,
            "status": result.mrd_status if result.ok else "FAILED",
            "mrd": result.mrd_fraction, "n_aberrant": result.n_aberrant_pc, "n_evaluable": result.n_events_evaluable,
@@ -143,13 +154,21 @@ def check(name: str, ok: bool, text: str, verdicts: list) -> None:
 def judge(scenario: str, rows: list[dict], verdicts: list) -> None:
     if scenario == "dilution":
         at = lambda lvl: [r for r in rows if math.isclose(r["nominal"], lvl)]  # noqa: E731
+        # 2e-6 is judged at the acquisition it needs: EuroFlow's ~10⁷ cells per tube (DOMAIN.md §1.3). With
+        # 5 M events/tube both tubes hold ~9 M evaluable cells, ~18 clonal events on average — the LOD itself
+        # (20 events), which no method detects in 95 % of files; those rows are shown, not judged.
         low = at(2e-6)
-        if low:
-            det = sum(r["status"] in DETECTED for r in low) / len(low)
-            truth_det = sum(r["truth"]["n_aberrant"] >= 20 for r in low) / len(low)
-            check("dilution 2e-6 detection", det >= 0.95,
-                  f"{det:.0%} of {len(low)} replicates detected (files holding >= 20 clonal events: "
-                  f"{truth_det:.0%}); target >= 95 %", verdicts)
+        sizes = sorted({r.get("events_per_tube", 0) for r in low})
+        for size in sizes:
+            group = [r for r in low if r.get("events_per_tube", 0) == size]
+            det = sum(r["status"] in DETECTED for r in group) / len(group)
+            truth_det = sum(r["truth"]["n_aberrant"] >= 20 for r in group) / len(group)
+            text = (f"{det:.0%} of {len(group)} replicates at {size:,} events/tube detected (files holding >= 20 "
+                    f"clonal events: {truth_det:.0%}); target >= 95 %")
+            if size == max(sizes):  # the largest acquisition (--lod-events) is judged
+                check("dilution 2e-6 detection", det >= 0.95, text, verdicts)
+            else:
+                print(f"  [info] dilution 2e-6 at the LOD: {text.replace('; target >= 95 %', '')}")
         lin = [r for r in rows if 1e-5 <= r["nominal"] <= 1e-2 and r["mrd"] > 0 and r["truth"]["mrd"] > 0]
         if len(lin) >= 3:
             x = np.log10([r["truth"]["mrd"] for r in lin])
@@ -252,6 +271,9 @@ def combine(dirs: list[Path]) -> int:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--events", type=int, default=5_000_000, help="events per tube (default 5 000 000)")
+    ap.add_argument("--lod-events", type=int, default=10_000_000,
+                    help="events per tube of the extra 2e-6 dilution replicates (default 10 000 000, EuroFlow's "
+                         "acquisition for a 2e-6 LOD; 0: none)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3], help="specimen seeds (default 1 2 3)")
     ap.add_argument("--scenarios", nargs="+", default=list(SCENARIOS), choices=SCENARIOS)
     ap.add_argument("--out", type=Path, default=Path("/tmp/mrdflow_validate_accuracy"),
@@ -274,7 +296,7 @@ def main() -> int:
         for seed in args.seeds:
             out = args.out / f"{scenario}_{args.events}_{seed}"
             out.mkdir(parents=True, exist_ok=True)
-            for plan in plans_for(scenario, args.events):
+            for plan in plans_for(scenario, args.events, args.lod_events):
                 panel = pb_panel if scenario == "pb" else bm_panel
                 rows.append(run_sample(plan, out, seed, scenario, panel, args.keep))
                 r = rows[-1]

@@ -257,7 +257,7 @@ def test_scenarios_cover_the_issue():
     assert {p.instrument for p in inst} == {"canto_ii", "lyric", "fortessa"}
     assert len({p.specimen.key for p in inst}) == 1
     pb = build_scenario("pb")
-    assert {p.mrd for p in pb if p.mrd} == {0.005, 0.02, 0.05, 0.2}
+    assert {p.mrd for p in pb if p.mrd} == {0.005, 0.02, 0.04, 0.06, 0.2}
     hard = build_scenario("hard")
     assert {p.specimen.clone_style for p in hard} == {"two_weak", "cd45_pos", "cd38_dim"}
     assert any(p.specimen.anti_cd38 for p in hard)

@@ -19,7 +19,7 @@ SCENARIOS: dict[str, str] = {
     "hemodilution": "one MRD-positive marrow mixed with blood at 0-95 % blood",
     "instrument": "one specimen acquired on three set-ups (FACSCanto II, FACSLyric, LSRFortessa)",
     "time_anomaly": "one specimen without and with clogs of different position, length and severity",
-    "pb": "peripheral blood with 0.5-20 % circulating clonal plasma cells (and a negative blood)",
+    "pb": "peripheral blood with 0.5-20 % circulating clonal PCs, 4 and 6 % either side of the PPCL line, and none",
     "hard": "hard clones: two weak aberrancies, CD45-positive, CD38-dim, and a marrow after anti-CD38 therapy",
 }
 
@@ -145,7 +145,9 @@ def build_scenario(name: str, *, events: int | None = None, replicates: int | No
     elif name == "pb":
         for r in reps:
             spec = SpecimenPlan(f"PB_R{r}", kind="pb", clone_style="pcl")
-            for level in (0.0, 0.005, 0.02, 0.05, 0.2):
+            # 4 and 6 % sit either side of the 5 % PPCL line (IMWG 2021) by more than sampling and measurement
+            # error; a file at exactly 5 % would be a coin toss for any method
+            for level in (0.0, 0.005, 0.02, 0.04, 0.06, 0.2):
                 plans.append(SamplePlan(f"PB_{_level(level)}_R{r}", spec, mrd=level, events=n,
                                         note=f"blood with {level:.1%} circulating clonal PCs"))
     elif name == "hard":
