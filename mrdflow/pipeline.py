@@ -294,23 +294,42 @@ def _gate_tube(panel: Panel, template, tube: str, path: Path, *, plot_data: bool
                       spillover=None if setup.spillover is None else setup.spillover.source, plot=plot)
 
 
+def _chain_counts(pheno: PhenotypeResult, chain: np.ndarray, n_pc: int, n_ab: int) -> dict[str, int]:
+    """κ/λ counts of a tube's aberrant and normal PCs (events; ``chain`` per PC: 0 untyped, 1 κ, 2 λ).
+
+    Marked aberrant events count by their chain. A light-chain-restricted subset that is counted but not
+    marked per event (:class:`~mrdflow.gating.light_chain.LightChainSettings` ``mark_min_share``) moves its
+    excess from the normal to the aberrant count of its chain. When ``n_ab`` (the estimate, which removes the
+    normal PCs expected inside restricted subsets) is below the chain total, both chains are scaled down to it.
+    """
+    aberrant = pheno.aberrant
+    ka = int(np.count_nonzero(aberrant & (chain == KAPPA)))
+    la = int(np.count_nonzero(aberrant & (chain == LAMBDA)))
+    kn = int(np.count_nonzero(~aberrant & (chain == KAPPA)))
+    ln = int(np.count_nonzero(~aberrant & (chain == LAMBDA)))
+    for c in pheno.clusters:
+        if c.light_chain is not None and not np.any(pheno.labels == c.label):
+            excess = int(round(max(0.0, c.n_events - c.expected_normal_events)))
+            if c.light_chain == "kappa":
+                excess = min(excess, kn)
+                ka, kn = ka + excess, kn - excess
+            else:
+                excess = min(excess, ln)
+                la, ln = la + excess, ln - excess
+    if ka + la > n_ab:  # the estimate removed expected normal PCs of restricted subsets
+        scale = n_ab / (ka + la)
+        ka, la = int(math.floor(ka * scale)), int(math.floor(la * scale))
+    return dict(kappa_aberrant=ka, lambda_aberrant=la, kappa_normal=min(kn, n_pc - n_ab),
+                lambda_normal=min(ln, max(n_pc - n_ab - min(kn, n_pc - n_ab), 0)))
+
+
 def _finish_tube(st: _TubeStage, pheno: PhenotypeResult) -> TubeAnalysis:
     """Counts, populations and details of one tube from its sample-level phenotype call."""
     chain = st.chain
     aberrant = pheno.aberrant
     n_pc = int(st.pc_idx.size)
     n_ab = min(int(round(pheno.n_aberrant_estimate)), n_pc)
-    counts_kw: dict[str, int | None] = {}
-    if chain is not None:
-        ka = int(np.count_nonzero(aberrant & (chain == KAPPA)))
-        la = int(np.count_nonzero(aberrant & (chain == LAMBDA)))
-        if ka + la > n_ab:  # the estimate removed expected normal PCs of restricted subsets
-            scale = n_ab / (ka + la)
-            ka, la = int(math.floor(ka * scale)), int(math.floor(la * scale))
-        kn = int(np.count_nonzero(~aberrant & (chain == KAPPA)))
-        ln = int(np.count_nonzero(~aberrant & (chain == LAMBDA)))
-        counts_kw = dict(kappa_aberrant=ka, lambda_aberrant=la, kappa_normal=min(kn, n_pc - n_ab),
-                         lambda_normal=min(ln, max(n_pc - n_ab - min(kn, n_pc - n_ab), 0)))
+    counts_kw = _chain_counts(pheno, chain, n_pc, n_ab) if chain is not None else {}
     counts = TubeCounts(tube=st.tube, n_events_acquired=st.n_events, n_events_evaluable=st.n_eval,
                         n_plasma_cells=n_pc, n_normal_pc=n_pc - n_ab, n_aberrant_pc=n_ab, **counts_kw)
     populations = _population_rows(st.tube, st.gate_rows, st.pc_name, n_ab, n_pc, st.n_eval)

@@ -251,19 +251,3 @@ def test_two_clones_are_two_clusters():
     assert sorted(c.n_events for c in result.clusters) == pytest.approx([200, 300], abs=10)
 
 
-
-def test_a_straddler_must_be_likelier_clone_than_normal_on_the_marker_it_does_not_deviate_on():
-    # one marker (column 0); the clone's pattern deviates on it (bit 0): clone at -0.3, normal PCs at +0.25
-    from mrdflow.gating.phenotype import _straddles
-
-    z = np.array([[-0.3], [0.25], [0.0], [0.0]], dtype=np.float32)
-    code = np.array([1, 0, 0, 0])  # the first PC deviates like the clone, the others do not
-    counts = np.array([1000, 50])  # 1000 PCs show no deviation, 50 show the clone's
-    args = dict(pattern=[0], cols=[0], centre=np.array([-0.3]), sd=np.array([0.1]),
-                normal_centre=np.array([0.25]), normal_sd=np.array([0.1]), floor=0.02)
-    small = _straddles(z, code, counts, n_clone=30, **args)
-    large = _straddles(z, code, counts, n_clone=30000, **args)
-    assert small[0] and large[0]  # showing the deviation: always eligible
-    assert not small[1] and not large[1]  # at the normal centre: a normal PC, whatever the clone's size
-    # half-way between: a normal PC beside a small clone, a straddler of a clone 30× the normal subset
-    assert not small[2] and large[2]

@@ -85,6 +85,36 @@ def test_a_kappa_clone_hidden_in_a_kappa_majority_subset_is_found(seed):
     assert phen.n_aberrant == 0  # CD19−CD56+ at this size is within normal heterogeneity
     result = light_chain_restricted(phen, chain)
     assert [(c.light_chain, set(c.aberrancies)) for c in result.clusters] == [("kappa", {"CD19", "CD56"})]
-    assert np.count_nonzero(result.aberrant & truth) >= 0.9 * 250
-    # the called set holds the normal κ PCs of the subset too; the estimate removes them
+    # the subset's κ PCs are about half clone, half normal: always counted (the estimate removes the expected
+    # normal κ PCs), marked one by one only where the clone is at least half of them (seeds 1 and 2 are not)
     assert 125 <= result.n_aberrant_estimate <= 400
+    cluster = result.clusters[0]
+    share = (cluster.n_events - cluster.expected_normal_events) / cluster.n_events
+    assert (result.n_aberrant > 0) == (share >= 0.5)
+    assert seed == 0 or result.n_aberrant == 0
+    # a lab that wants them marked anyway says so
+    marked = light_chain_restricted(phen, chain, LightChainSettings(mark_min_share=0.0))
+    assert np.count_nonzero(marked.aberrant & truth) >= 0.9 * 250
+    assert marked.n_aberrant_estimate == result.n_aberrant_estimate
+
+
+def test_a_counted_but_unmarked_subset_still_gives_the_clonality():
+    # seed 1 of the κ-majority case: the restricted κ subset is counted, not marked; the tube's κ/λ counts
+    # (what results.csv's clonality is computed from) must still carry its excess as κ aberrant PCs
+    from mrdflow.pipeline import _chain_counts
+
+    rng = np.random.default_rng(41)
+    normal = normal_pcs(rng, 20000)
+    clone = normal_pcs(rng, 250)
+    clone[:, MARKERS.index("CD19")] = rng.normal(0.8, SD, 250)
+    clone[:, MARKERS.index("CD56")] = rng.normal(2.4, SD, 250)
+    clone[:, MARKERS.index("CD45")] = rng.normal(2.3, SD, 250)
+    x = np.concatenate([normal, clone])[:, [MARKERS.index(m) for m in TUBE2]].astype(np.float32)
+    chain = np.r_[np.where(rng.random(20000) < 0.67, KAPPA, LAMBDA), np.full(250, KAPPA)]
+    refs = {m: r for m, r in references(rng).items() if m in TUBE2}
+    result = light_chain_restricted(classify_plasma_cells(x, TUBE2, refs), chain)
+    assert result.n_aberrant == 0 and len(result.clusters) == 1
+    n_ab = round(result.n_aberrant_estimate)
+    counts = _chain_counts(result, chain, x.shape[0], n_ab)
+    assert counts["lambda_aberrant"] == 0 and counts["kappa_aberrant"] == n_ab
+    assert counts["kappa_normal"] + counts["lambda_normal"] == x.shape[0] - n_ab

@@ -8,10 +8,12 @@ typically in tube 2, which lacks CD81/CD117, or for clones with weak aberrancies
 Given a :class:`~mrdflow.gating.phenotype.PhenotypeResult` and each PC's light chain, every deviation pattern
 with at least one aberrant marker group, among the PCs not already called aberrant, is tested: the share of
 the majority chain against the polytypic reference (the PCs with no deviation), by a one-sided exact (Fisher) test.
-When restricted, its PCs of the restricted chain are called aberrant, as one cluster per pattern. That set
-still holds the normal PCs of the pattern that happen to carry the same chain; their expected number (the
-pattern's other-chain PCs × the reference chain ratio) is reported as ``expected_normal_events``, which
-:attr:`PhenotypeResult.n_aberrant_estimate` subtracts.
+When restricted, its PCs of the restricted chain form one cluster per pattern. That set still holds the normal
+PCs of the pattern that happen to carry the same chain; their expected number (the pattern's other-chain PCs ×
+the reference chain ratio) is reported as ``expected_normal_events``, which
+:attr:`PhenotypeResult.n_aberrant_estimate` subtracts. The events are marked aberrant one by one only when the
+clone is at least half of them (``mark_min_share``); a small clone in a large normal subset is counted, not
+marked — which of those events are its own, the light chain cannot say.
 """
 
 from __future__ import annotations
@@ -39,6 +41,11 @@ class LightChainSettings:
         κ/λ judgement, DOMAIN.md §2.3).
     min_excess_events
         Restricted-chain PCs in excess of the polytypic expectation a subset must hold (10).
+    mark_min_share
+        A restricted subset's events are marked aberrant one by one only when the excess is at least this share
+        of its restricted-chain events (0.5: each event is then likelier clone than normal). Below it the
+        subset is still a cluster — its excess counts in ``n_aberrant_estimate`` and its chain in the
+        clonality — but its events, mostly normal PCs that happen to carry the clone's chain, stay unmarked.
     alpha
         One-sided Fisher exact tail probability a subset must beat (1e-4): Bonferroni for the ≤ 2 × 31 subsets a
         tube has (2 chains × deviation patterns of 5 judged markers) at a family-wise 1 % under the exact
@@ -49,6 +56,7 @@ class LightChainSettings:
 
     min_reference_cells: int = 100
     min_excess_events: int = 10
+    mark_min_share: float = 0.5
     alpha: float = 1e-4
 
     def __post_init__(self) -> None:
@@ -58,6 +66,9 @@ class LightChainSettings:
         if not (isinstance(self.min_excess_events, int) and self.min_excess_events >= 1):
             raise AnalysisError(f"LightChainSettings.min_excess_events: expected an integer >= 1, "
                                 f"found {self.min_excess_events!r}")
+        if not 0 <= self.mark_min_share <= 1:
+            raise AnalysisError(f"LightChainSettings.mark_min_share: expected a share in [0, 1], "
+                                f"found {self.mark_min_share!r}")
         if not 0 < self.alpha < 1:
             raise AnalysisError(f"LightChainSettings.alpha: expected a probability in (0, 1), found {self.alpha!r}")
 
@@ -125,7 +136,8 @@ def light_chain_restricted(
             if p >= settings.alpha:
                 continue
             chosen = members & (chain == (KAPPA if restricted == "kappa" else LAMBDA))
-            labels[chosen] = next_label
+            if n_r - expected_normal >= settings.mark_min_share * n_r:
+                labels[chosen] = next_label  # each event likelier clone than normal: marked one by one
             aberr = {names[j]: result.pattern_directions[j] for j in range(len(names)) if c >> j & 1}
             clusters.append(AberrantCluster(
                 label=next_label, n_events=int(np.count_nonzero(chosen)), n_core_events=n_r,
