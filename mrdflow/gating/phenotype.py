@@ -216,9 +216,14 @@ def _pattern_expectations(counts: np.ndarray, group_masks: Sequence[int]) -> np.
     return expected
 
 
+#: rows of a pattern's population used for its centre and spread in :func:`_closer_to_core` (an even stride
+#: beyond): MRD samples hold far fewer PCs per pattern, a leukaemic blood with 10⁶ PCs would spend minutes on medians
+_MAX_GROUP_ROWS = 50_000
+
+
 def _closer_to_core(
     z: np.ndarray, code: np.ndarray, candidates: np.ndarray, n_core: int, centre: np.ndarray, spread: np.ndarray,
-    min_spread: float, iterations: int = 5,
+    min_spread: float, iterations: int = 5, cache: dict | None = None,
 ) -> np.ndarray:
     """Which candidates are likelier clone members than members of the population sharing their own pattern.
 
@@ -236,19 +241,32 @@ def _closer_to_core(
     for c in np.unique(code[candidates]):
         here = np.flatnonzero(code[candidates] == c)
         group_idx = np.flatnonzero(code == c)
-        in_cand = np.isin(group_idx, candidates[here])
+        cand_mask = np.zeros(code.size, dtype=bool)
+        cand_mask[candidates[here]] = True
+        in_cand = cand_mask[group_idx]
         taken = np.zeros(here.size, dtype=bool)
         for _ in range(iterations):
-            rest_mask = np.ones(group_idx.size, dtype=bool)
-            rest_mask[np.flatnonzero(in_cand)[taken]] = False
-            rest = z[group_idx[rest_mask]]
-            if rest.shape[0] < 3:
+            whole = not taken.any()  # the whole population: the same in every call, computed once
+            if whole and cache is not None and c in cache:
+                n_rest, g_centre, g_spread = cache[c]
+            else:
+                rest_mask = np.ones(group_idx.size, dtype=bool)
+                rest_mask[np.flatnonzero(in_cand)[taken]] = False
+                rest = z[group_idx[rest_mask]]
+                n_rest = rest.shape[0]
+                if n_rest > _MAX_GROUP_ROWS:  # a huge pattern (a leukaemic blood): its centre from an even stride
+                    rest = rest[:: -(-n_rest // _MAX_GROUP_ROWS)]
+                g_centre = g_spread = None
+                if n_rest >= 3:
+                    g_centre = np.median(rest, axis=0)
+                    g_spread = np.maximum(1.4826 * np.median(np.abs(rest - g_centre), axis=0), min_spread)
+                if whole and cache is not None:
+                    cache[c] = (n_rest, g_centre, g_spread)
+            if n_rest < 3:
                 new_taken = np.ones(here.size, dtype=bool)
             else:
-                g_centre = np.median(rest, axis=0)
-                g_spread = np.maximum(1.4826 * np.median(np.abs(rest - g_centre), axis=0), min_spread)
                 g_ll = (-0.5 * (((cand_z[here] - g_centre) / g_spread) ** 2).sum(axis=1)
-                        - np.log(g_spread).sum() + math.log(rest.shape[0]))
+                        - np.log(g_spread).sum() + math.log(n_rest))
                 new_taken = core_ll[here] + math.log(n_core) > g_ll
             if np.array_equal(new_taken, taken):
                 break
@@ -391,6 +409,7 @@ def classify_plasma_cells(
     limit = float(stats.chi2.ppf(settings.expand_quantile, df=len(used)))
     limit_1d = float(stats.chi2.ppf(settings.expand_quantile, df=1))
     best = np.full(n, np.inf)
+    group_stats: dict = {}  # pattern → (events, centre, spread) of its whole population, for _closer_to_core
     regions: list[tuple[np.ndarray, np.ndarray]] = []  # (centre, spread) per cluster label
     clusters: list[dict] = []
     for c, members, pattern, obs, exp, p in sorted(cores, key=lambda t: -t[3]):
@@ -403,19 +422,28 @@ def classify_plasma_cells(
             if sq_c.sum() <= limit and sq_c.max() <= limit_1d:
                 label = existing  # the straddling fringe of a larger clone, not a clone of its own
                 break
-        shared = ((code & c)[:, None] >> np.array(pattern)[None, :] & 1).sum(axis=1)
+        shared = np.zeros(n, dtype=np.int64)  # deviations each PC shares with the core
+        for j in pattern:
+            shared += (code >> j) & 1
         eligible = shared >= len(pattern) - 1
         grown_centre, grown_spread, n_members = centre, spread, obs
+        elig_idx = np.flatnonzero(eligible)
+        elig_z = z[elig_idx]
         for _ in range(1 + settings.grow_rounds):
             # the core alone is truncated at its thresholds; re-centring on the grown clone recovers the
             # straddlers of a deviation that only part of the clone crosses (e.g. a CD38-dim clone)
-            sq = ((z - grown_centre) / grown_spread) ** 2
-            d2 = sq.sum(axis=1)
-            member = (d2 <= limit) & (sq.max(axis=1) <= limit_1d) & eligible
+            sq = ((elig_z - grown_centre) / grown_spread) ** 2
+            d2 = np.full(n, np.inf, dtype=sq.dtype)
+            d2[elig_idx] = sq.sum(axis=1)
+            member = np.zeros(n, dtype=bool)
+            inside = d2[elig_idx] <= limit
+            for j in range(sq.shape[1]):  # column by column: numpy reduces a short row axis slowly
+                inside &= sq[:, j] <= limit_1d
+            member[elig_idx] = inside
             member[members] = False
             candidates = np.flatnonzero(member)
             member[candidates] = _closer_to_core(z, code, candidates, n_members, grown_centre, grown_spread,
-                                                 settings.min_spread)
+                                                 settings.min_spread, cache=group_stats)
             member[members] = True
             if np.count_nonzero(member) == n_members:
                 break
