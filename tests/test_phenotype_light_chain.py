@@ -67,20 +67,25 @@ def test_bad_light_chain_codes_are_errors():
         LightChainSettings(min_reference_cells=1)
 
 
+def kappa_majority_sample(seed, n_normal=20000, n_clone=250):
+    """κ the majority chain (67 %), a κ clone that looks like the normal CD19−CD56+ subset (≈ 3 % of the PCs)."""
+    rng = np.random.default_rng(seed)
+    normal = normal_pcs(rng, n_normal)
+    clone = normal_pcs(rng, n_clone)
+    clone[:, MARKERS.index("CD19")] = rng.normal(0.8, SD, n_clone)
+    clone[:, MARKERS.index("CD56")] = rng.normal(2.4, SD, n_clone)
+    clone[:, MARKERS.index("CD45")] = rng.normal(2.3, SD, n_clone)  # CD45-positive clone
+    x = np.concatenate([normal, clone])[:, [MARKERS.index(m) for m in TUBE2]].astype(np.float32)
+    chain = np.r_[np.where(rng.random(n_normal) < 0.67, KAPPA, LAMBDA), np.full(n_clone, KAPPA)]
+    truth = np.r_[np.zeros(n_normal, bool), np.ones(n_clone, bool)]
+    refs = {m: r for m, r in references(rng).items() if m in TUBE2}
+    return x, chain, truth, refs
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_a_kappa_clone_hidden_in_a_kappa_majority_subset_is_found(seed):
-    # κ is the majority chain (67 %); a 250-event κ clone that looks like the normal CD19−CD56+ subset
-    # (≈ 3 % of 20 000 PCs, as many events as the clone): only its light chain tells it apart
-    rng = np.random.default_rng(40 + seed)
-    normal = normal_pcs(rng, 20000)
-    clone = normal_pcs(rng, 250)
-    clone[:, MARKERS.index("CD19")] = rng.normal(0.8, SD, 250)
-    clone[:, MARKERS.index("CD56")] = rng.normal(2.4, SD, 250)
-    clone[:, MARKERS.index("CD45")] = rng.normal(2.3, SD, 250)  # CD45-positive clone
-    x = np.concatenate([normal, clone])[:, [MARKERS.index(m) for m in TUBE2]].astype(np.float32)
-    chain = np.r_[np.where(rng.random(20000) < 0.67, KAPPA, LAMBDA), np.full(250, KAPPA)]
-    truth = np.r_[np.zeros(20000, bool), np.ones(250, bool)]
-    refs = {m: r for m, r in references(rng).items() if m in TUBE2}
+    # 250 clonal κ PCs beside as many normal CD19−CD56+ PCs: only the light chain tells them apart
+    x, chain, truth, refs = kappa_majority_sample(40 + seed)
     phen = classify_plasma_cells(x, TUBE2, refs)
     assert phen.n_aberrant == 0  # CD19−CD56+ at this size is within normal heterogeneity
     result = light_chain_restricted(phen, chain)
@@ -103,15 +108,7 @@ def test_a_counted_but_unmarked_subset_still_gives_the_clonality():
     # (what results.csv's clonality is computed from) must still carry its excess as κ aberrant PCs
     from mrdflow.pipeline import _chain_counts
 
-    rng = np.random.default_rng(41)
-    normal = normal_pcs(rng, 20000)
-    clone = normal_pcs(rng, 250)
-    clone[:, MARKERS.index("CD19")] = rng.normal(0.8, SD, 250)
-    clone[:, MARKERS.index("CD56")] = rng.normal(2.4, SD, 250)
-    clone[:, MARKERS.index("CD45")] = rng.normal(2.3, SD, 250)
-    x = np.concatenate([normal, clone])[:, [MARKERS.index(m) for m in TUBE2]].astype(np.float32)
-    chain = np.r_[np.where(rng.random(20000) < 0.67, KAPPA, LAMBDA), np.full(250, KAPPA)]
-    refs = {m: r for m, r in references(rng).items() if m in TUBE2}
+    x, chain, _, refs = kappa_majority_sample(41)
     result = light_chain_restricted(classify_plasma_cells(x, TUBE2, refs), chain)
     assert result.n_aberrant == 0 and len(result.clusters) == 1
     n_ab = round(result.n_aberrant_estimate)
