@@ -35,6 +35,7 @@ from mrdflow.gating.light_chain import KAPPA, LAMBDA, NO_CHAIN
 from mrdflow.gating.pc_markers import NORMAL_PC_PATTERN, MarkerReference
 from mrdflow.gating.phenotype import PhenotypeResult
 from mrdflow.gating.sample_phenotype import TubePlasmaCells, classify_sample
+from mrdflow.kernels.bins import sorted_distinct
 from mrdflow.kernels.select import rows_at_ranks
 from mrdflow.mrd import MrdThresholds, TubeCounts, quantify
 from mrdflow.panel import Panel, load_panel
@@ -357,10 +358,8 @@ def _n_distinct(values: np.ndarray) -> int:
     """Number of distinct values; without a sorted copy when they are already in order (a Time column)."""
     if values.size < 2:
         return int(values.size)
-    head, tail = values[:-1], values[1:]
-    if np.all(head <= tail):
-        return 1 + int(np.count_nonzero(head != tail))
-    return int(np.unique(values).size)
+    found = sorted_distinct(values)  # one pass, -1 when not in order
+    return found if found >= 0 else int(np.unique(values).size)
 
 
 def _find_marker(marker_cols: Mapping[str, int], name: str) -> str | None:

@@ -111,3 +111,67 @@ def test_gating_masks_equal_direct_gate_evaluation():
         masks[name] = m
         assert np.array_equal(res.mask(name), m), name
         assert res.counts[name] == int(m.sum()), name
+
+
+def _numpy_bin_levels(events, cols, edges, order, lo, hi):
+    # what time QC computed before the kernel: per bin, clip the block's columns and average them
+    out = np.empty((edges.size - 1, len(cols)))
+    for i in range(edges.size - 1):
+        a, b = edges[i], edges[i + 1]
+        block = events[a:b][:, cols] if order is None else events[order[a:b]][:, cols]
+        out[i] = np.clip(block, lo, hi).mean(axis=0, dtype=np.float64)
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 40_000), n_bins=st.integers(1, 40), seed=st.integers(0, 2**32 - 1),
+       shuffled=st.booleans(), fortran=st.booleans())
+def test_clipped_bin_means_is_numpys_clip_mean(n, n_bins, seed, shuffled, fortran):
+    """Bit for bit the per-bin np.clip(...).mean(axis=0, dtype=float64) (numpy's pairwise summation replayed),
+    on values spanning many magnitudes, for C and Fortran event matrices and time-sorted or not."""
+    from mrdflow.kernels.bins import clipped_bin_means
+
+    rng = np.random.default_rng(seed)
+    ev = (rng.standard_normal((n, 6)) * rng.lognormal(0, 4, (n, 6))).astype(np.float32)
+    cols = [1, 3, 4, 5]
+    lo, hi = np.percentile(ev[:, cols], [1, 99], axis=0)
+    n_bins = min(n_bins, n)
+    edges = np.linspace(0, n, n_bins + 1).round().astype(np.int64)
+    order = rng.permutation(n) if shuffled else None
+    expect = _numpy_bin_levels(ev, cols, edges, order, lo, hi)
+    got = clipped_bin_means(np.asfortranarray(ev) if fortran else ev, np.array(cols), edges, order, lo, hi)
+    assert np.array_equal(got, expect)
+
+
+@pytest.mark.parametrize("m", [1, 7, 8, 9, 127, 128, 129, 1000, 8193, 100_003, 1_000_000])
+def test_clipped_bin_means_long_bins(m):
+    from mrdflow.kernels.bins import clipped_bin_means
+
+    rng = np.random.default_rng(m)
+    ev = (rng.standard_normal((m, 3)) * rng.lognormal(0, 4, (m, 3))).astype(np.float32)
+    lo, hi = np.percentile(ev, [1, 99], axis=0)
+    edges = np.array([0, m])
+    assert np.array_equal(clipped_bin_means(ev, np.arange(3), edges, None, lo, hi),
+                          _numpy_bin_levels(ev, [0, 1, 2], edges, None, lo, hi))
+
+
+def test_clipped_bin_means_rejects_bad_input():
+    from mrdflow.kernels.bins import clipped_bin_means
+
+    ev = np.zeros((10, 3), np.float32)
+    with pytest.raises(ValueError, match="outside the matrix's 3 columns"):
+        clipped_bin_means(ev, np.array([3]), np.array([0, 10]), None, np.zeros(1), np.ones(1))
+    with pytest.raises(ValueError, match="edges"):
+        clipped_bin_means(ev, np.array([0]), np.array([0, 5, 5, 10]), None, np.zeros(1), np.ones(1))
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(st.integers(0, 50), min_size=0, max_size=300), sort=st.booleans())
+def test_sorted_distinct_counts_distinct_values(values, sort):
+    from mrdflow.kernels.bins import sorted_distinct
+    from mrdflow.pipeline import _n_distinct
+
+    a = np.array(sorted(values) if sort else values, dtype=np.float32)
+    in_order = bool(np.all(a[:-1] <= a[1:])) if a.size else True
+    assert sorted_distinct(a) == (np.unique(a).size if in_order else -1)
+    assert _n_distinct(a) == np.unique(a).size

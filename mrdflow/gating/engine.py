@@ -183,6 +183,9 @@ def gate_events(events: np.ndarray, index: Mapping[str, int], template: Template
     gates: dict[str, Gate] = {}
     fitted: dict[str, AdaptiveGate] = {}
     col_index = {d: int(index[d]) for d in template.dims()}
+    # subsample rows by (population, its size, max_events, seed): sibling gates fitted on the same parent with
+    # the same seed (e.g. every marker gate under low_ssc) draw the same rows, so they are drawn once
+    draws: dict[tuple, np.ndarray] = {}
 
     for i, (name, node) in enumerate(template.nodes.items()):
         parent = root_mask if node.parent == ROOT else live[node.parent]
@@ -196,7 +199,7 @@ def gate_events(events: np.ndarray, index: Mapping[str, int], template: Template
                 warnings.append(f"population {name!r}: parent {node.parent!r} has {n_parent} event(s), fewer than "
                                 f"{MIN_FIT_EVENTS} needed to place the {node.method} gate; population left empty")
             else:
-                est, gate = _fit_adaptive(node, events, col_index, parent, live, upper_limits, src)
+                est, gate = _fit_adaptive(node, events, col_index, parent, live, upper_limits, src, draws)
                 fitted[name] = est
         else:
             gate = boolean_gate(node.boolean)
@@ -234,21 +237,31 @@ def _empty_gate(dims: tuple[str, ...]) -> Gate:
 
 
 def _fit_adaptive(node: Node, events: np.ndarray, index: Mapping[str, int], parent: np.ndarray | None,
-                  live: Mapping[str, np.ndarray], upper_limits, src) -> tuple[AdaptiveGate, Gate]:
+                  live: Mapping[str, np.ndarray], upper_limits, src,
+                  draws: dict[tuple, np.ndarray] | None = None) -> tuple[AdaptiveGate, Gate]:
     est = METHODS[node.method](**node.args)
     cols = [index[d] for d in node.dims]
     # the subsample's rows straight from the mask (no index array of the whole parent)
     n_rows = events.shape[0] if parent is None else int(np.count_nonzero(parent))
-    sub = _subsample_rows(parent, n_rows, est.max_events, est.seed)
-    X = events[np.ix_(sub, cols)]
+    draws = {} if draws is None else draws
+
+    def rows_of(population: str, mask: np.ndarray | None, n: int) -> np.ndarray:
+        key = (population, n, est.max_events, est.seed)
+        if key not in draws:
+            draws[key] = _subsample_rows(mask, n, est.max_events, est.seed)
+        return draws[key]
+
+    sub = rows_of(node.parent, parent, n_rows)
+    # C order whatever the event matrix's layout (a fit's arithmetic must not depend on it)
+    X = np.ascontiguousarray(events[np.ix_(sub, cols)])
     try:
         if node.method == "margin":
             ul = [None if upper_limits is None else upper_limits.get(d) for d in node.dims]
             est.fit(X, channel_upper=ul)
         elif node.method == "reference_distance" and node.args.get("reference"):
             ref = live[node.args["reference"]]
-            ref_sub = _subsample_rows(ref, int(np.count_nonzero(ref)), est.max_events, est.seed)
-            est.fit(X, reference=events[np.ix_(ref_sub, cols)])
+            ref_sub = rows_of(node.args["reference"], ref, int(np.count_nonzero(ref)))
+            est.fit(X, reference=np.ascontiguousarray(events[np.ix_(ref_sub, cols)]))
         else:
             est.fit(X)
         gate = build_gate(est.geometry_, node.dims)
