@@ -142,7 +142,8 @@ def file_identity(path: str | os.PathLike) -> dict[str, str]:
 
 
 def analyze_task(task: SampleTask) -> SampleOutcome:
-    """Analyse one sample on a worker: hash its files, run the pipeline, write its report, drop plot data.
+    """Analyse one sample on a worker: run the pipeline (which hashes its files as it reads them), write its
+    report, drop plot data.
 
     Never raises for a bad sample: any error becomes a ``failed`` result naming it (an :class:`MrdflowError`
     keeps its message; anything else is reported as an internal error with its traceback in ``details``).
@@ -153,14 +154,21 @@ def analyze_task(task: SampleTask) -> SampleOutcome:
     sha: dict[str, str] = {}
     key: str | None = None
     try:
-        for tube, path in task.tubes.items():
-            sha[tube] = sha256_file(path)
-        key = input_key(sha, task.config_sha256)
-        panel = _load_panel_once(task.panel_path, task.config_sha256.get("panel"))
+        for path in task.tubes.values():
+            open(path, "rb").close()  # an unreadable file fails here, as hashing it first did
         from mrdflow.pipeline import analyze_sample
 
-        result = analyze_sample([Path(p) for p in task.tubes.values()], panel, sample_id=task.sample_id,
-                                plot_data=task.report_path is not None)
+        # each file is hashed while the pipeline reads it (one pass over its bytes); any file the analysis did not
+        # get to read in full (it failed first) is hashed after it
+        read_hashes: dict[str, str] = {}
+        try:
+            panel = _load_panel_once(task.panel_path, task.config_sha256.get("panel"))
+            result = analyze_sample([Path(p) for p in task.tubes.values()], panel, sample_id=task.sample_id,
+                                    plot_data=task.report_path is not None, hashes=read_hashes)
+        finally:
+            for tube, path in task.tubes.items():
+                sha[tube] = read_hashes.get(str(Path(path))) or sha256_file(path)
+            key = input_key(sha, task.config_sha256)
     except MrdflowError as exc:
         result = SampleResult.failed(task.sample_id, files, str(exc))
     except OSError as exc:

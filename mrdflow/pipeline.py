@@ -84,14 +84,16 @@ class TubeAnalysis:
 
 
 def analyze_sample(files: Sequence[str | Path], panel: Panel | str | Path, *, sample_id: str | None = None,
-                   plot_data: bool = False, specimen: str | None = None) -> SampleResult:
+                   plot_data: bool = False, specimen: str | None = None,
+                   hashes: dict[str, str] | None = None) -> SampleResult:
     """Analyse one sample (its one or two tube files) with a panel; see :func:`analyze_sample_tubes`."""
-    return analyze_sample_tubes(files, panel, sample_id=sample_id, plot_data=plot_data, specimen=specimen)[0]
+    return analyze_sample_tubes(files, panel, sample_id=sample_id, plot_data=plot_data, specimen=specimen,
+                                hashes=hashes)[0]
 
 
 def analyze_sample_tubes(files: Sequence[str | Path], panel: Panel | str | Path, *, sample_id: str | None = None,
-                         plot_data: bool = False, specimen: str | None = None
-                         ) -> tuple[SampleResult, list[TubeAnalysis]]:
+                         plot_data: bool = False, specimen: str | None = None,
+                         hashes: dict[str, str] | None = None) -> tuple[SampleResult, list[TubeAnalysis]]:
     """Analyse one sample (its one or two tube files) with a panel.
 
     Parameters
@@ -105,6 +107,9 @@ def analyze_sample_tubes(files: Sequence[str | Path], panel: Panel | str | Path,
     specimen : ``"bone_marrow"`` or ``"peripheral_blood"``, overriding the panel's per-sample rule
         (:func:`mrdflow.panel_files.resolve_specimen`: ``samples`` table, ``specimen_by``, ``specimen``).
         Blood: circulating plasma cells and the PCL criterion, hemodilution ``not_assessed``.
+    hashes : when a dict is given, the SHA-256 of each file read (``str(path)`` → hex digest) is added to it,
+        computed while the file is read (no second pass; what the batch records as the input hashes). A file
+        not reached because an earlier one failed is not in it.
 
     Returns
     -------
@@ -148,7 +153,8 @@ def analyze_sample_tubes(files: Sequence[str | Path], panel: Panel | str | Path,
     stages: list[_TubeStage] = []
     for tube, path in group.tubes.items():
         try:
-            stages.append(_gate_tube(panel, template, tube, path, plot_data=plot_data, seed=_seed(sid, tube)))
+            stages.append(_gate_tube(panel, template, tube, path, plot_data=plot_data, seed=_seed(sid, tube),
+                                     hashes=hashes))
         except FcsError:
             raise
         except MrdflowError as exc:
@@ -197,13 +203,17 @@ class _TubeStage:
     plot: Any = None  # (TubePlotData with every PC drawn, rows of the subsample, rows of the PCs) or None
 
 
-def _gate_tube(panel: Panel, template, tube: str, path: Path, *, plot_data: bool, seed: int) -> _TubeStage:
+def _gate_tube(panel: Panel, template, tube: str, path: Path, *, plot_data: bool, seed: int,
+               hashes: dict[str, str] | None = None) -> _TubeStage:
     from mrdflow.fcs import read_fcs
     from mrdflow.gating.engine import gate_events
     from mrdflow.panel_files import is_time
     from mrdflow.tube import prepare_tube
 
-    fcs = read_fcs(path, linearize=True)
+    # column-major events: every gate / QC pass reads only its own channels' memory
+    fcs = read_fcs(path, linearize=True, order="F", sha256=hashes is not None)
+    if hashes is not None:
+        hashes[str(path)] = fcs.sha256
     setup = prepare_tube(panel, tube, fcs, template)
     ev = fcs.events
     n = ev.shape[0]

@@ -54,22 +54,39 @@ class Layout:
         return f"{self.kind}, {'little' if self.order == '<' else 'big'}-endian, widths {w} bits"
 
 
-def decode(fh, path: object, start: int, length: int, n_events: int, layout: Layout) -> np.ndarray:
+def decode(fh, path: object, start: int, length: int, n_events: int, layout: Layout, *, order: str = "C",
+           hasher=None) -> np.ndarray:
     """Decode ``n_events`` events from ``length`` bytes at absolute ``start`` of open file ``fh``.
 
-    Returns a C-contiguous float32 array (n_events, n_channels).
+    Returns a float32 array (n_events, n_channels), C-contiguous (``order="C"``, the file's row layout) or
+    Fortran-contiguous (``order="F"``: each channel's values contiguous, filled chunk by chunk, no second copy).
+    ``hasher`` (a ``hashlib`` object) is fed the ``length`` DATA bytes as they are read.
     """
+    if order not in ("C", "F"):
+        raise ValueError(f"decode: order must be 'C' or 'F', found {order!r}")
     n_par = len(layout.widths)
-    out = np.empty((n_events, n_par), dtype=np.float32)
-    if n_events == 0 or n_par == 0:
+    out = np.empty((n_events, n_par), dtype=np.float32, order=order)
+    if layout.kind == "float" and layout.widths[0] == 32 and n_events and n_par:
+        swap = layout.order != _native()
+        if order == "C":
+            _read_into(fh, path, start, out, swap=swap, hasher=hasher)
+        else:
+            _read_into_columns(fh, path, start, out, swap=swap, hasher=hasher)
+        if hasher is not None and length > out.nbytes:  # DATA bytes past the last event
+            fh.seek(start + out.nbytes)
+            hasher.update(fh.read(length - out.nbytes))
         return out
-    if layout.kind == "float" and layout.widths[0] == 32:
-        _read_into(fh, path, start, out, swap=layout.order != _native())
+    if (n_events == 0 or n_par == 0) and hasher is None:
         return out
-    mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if length else None
     try:
-        raw = np.frombuffer(mm, dtype=np.uint8, count=length, offset=start)
-        if layout.kind == "float":
+        raw = np.frombuffer(mm, dtype=np.uint8, count=length, offset=start) if mm is not None \
+            else np.zeros(0, np.uint8)
+        if hasher is not None:
+            hasher.update(raw)
+        if n_events == 0 or n_par == 0:
+            pass
+        elif layout.kind == "float":
             with np.errstate(over="ignore"):  # float64 beyond float32 range → ±inf, reported by the caller
                 _decode_uniform(raw, out, np.dtype(layout.order + "f8"), None)
         elif layout.kind == "int":
@@ -83,7 +100,8 @@ def decode(fh, path: object, start: int, length: int, n_events: int, layout: Lay
         del raw
     finally:
         try:
-            mm.close()
+            if mm is not None:
+                mm.close()
         except BufferError:  # a view is still held by an exception's traceback; garbage collection closes it
             pass
     return out
@@ -94,15 +112,18 @@ def _native() -> str:
 
 
 _READ_CHUNK = 1 << 16  # bytes; swapping each chunk while it is still in L2 cache is nearly free
+_HASH_CHUNK = 1 << 20  # bytes read, then hashed, at a time when hashing while reading
 
 
-def _read_into(fh, path: object, start: int, out: np.ndarray, swap: bool) -> None:
+def _read_into(fh, path: object, start: int, out: np.ndarray, swap: bool, hasher=None) -> None:
     """Read DATA straight into ``out`` (one copy, like ``np.fromfile``), byte-swapping chunk by chunk."""
     fh.seek(start)
     words = out.reshape(-1).view(np.uint32)
     view = memoryview(words).cast("B")
     got = 0
-    step = _READ_CHUNK if swap else len(view)
+    step = _READ_CHUNK if swap or hasher is not None else len(view)
+    if hasher is not None and not swap:
+        step = _HASH_CHUNK  # hash each chunk while it is in cache
     while got < len(view):
         n = fh.readinto(view[got : got + step])
         if not n:
@@ -114,8 +135,39 @@ def _read_into(fh, path: object, start: int, out: np.ndarray, swap: bool) -> Non
                 if more != rest:
                     raise FcsError(path, f"DATA truncated at byte {start + got + n + (more or 0)}")
                 n += rest
+        if hasher is not None:
+            hasher.update(view[got : got + n])
+        if swap:
             words[got // 4 : (got + n) // 4].byteswap(inplace=True)
         got += n
+
+
+#: rows per chunk of a column-major read: the row-major chunk stays in L2 cache while it is scattered
+_COLUMN_CHUNK_ROWS = 1 << 13
+
+
+def _read_into_columns(fh, path: object, start: int, out: np.ndarray, swap: bool, hasher=None) -> None:
+    """Read row-major float32 DATA into the Fortran-ordered ``out`` through a small row-major chunk buffer."""
+    n, p = out.shape
+    buf = np.empty((min(_COLUMN_CHUNK_ROWS, n), p), dtype=np.float32)
+    view = memoryview(buf.reshape(-1).view(np.uint32)).cast("B")
+    fh.seek(start)
+    for s in range(0, n, buf.shape[0]):
+        rows = min(buf.shape[0], n - s)
+        want = rows * p * 4
+        got = 0
+        while got < want:
+            k = fh.readinto(view[got:want])
+            if not k:
+                raise FcsError(path, f"DATA truncated: expected {n * p * 4} bytes from byte {start}, file ended "
+                                     f"after {s * p * 4 + got}")
+            got += k
+        if hasher is not None:
+            hasher.update(view[:want])
+        chunk = buf[:rows]
+        if swap:
+            chunk.view(np.uint32).byteswap(inplace=True)
+        out[s : s + rows] = chunk
 
 
 def _decode_uniform(raw: np.ndarray, out: np.ndarray, dtype: np.dtype, masks: np.ndarray | None) -> None:

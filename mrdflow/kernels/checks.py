@@ -23,13 +23,13 @@ def _count_nonfinite_blocks(events, block, out):
 
 
 def count_nonfinite(events: np.ndarray) -> np.ndarray:
-    """Number of NaN / ±inf values in each column of a float32 (n_events, n_channels) C-contiguous matrix.
+    """Number of NaN / ±inf values in each column of a float32 (n_events, n_channels) C- or F-contiguous matrix.
 
     Returns an int64 array of shape (n_channels,). Raises ``ValueError`` for another dtype, shape or layout.
     """
     if not isinstance(events, np.ndarray) or events.ndim != 2 or events.dtype != np.float32 \
-            or not events.flags.c_contiguous:
-        raise ValueError("count_nonfinite: events must be a C-contiguous float32 2-D array, found "
+            or not (events.flags.c_contiguous or events.flags.f_contiguous):
+        raise ValueError("count_nonfinite: events must be a C- or Fortran-contiguous float32 2-D array, found "
                          f"{getattr(events, 'dtype', type(events))} {getattr(events, 'shape', '')}")
     n, p = events.shape
     out = np.zeros(((n + _BLOCK - 1) // _BLOCK, p), dtype=np.int64)
