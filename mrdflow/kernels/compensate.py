@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from .transforms import HYPERLOG, LOGICLE, hyperlog_fast, logicle_fast, transform_value
+from .transforms import HYPERLOG, IDENTITY, LINEAR, LOGICLE, hyperlog_value, logicle_value, table_block, transform_value
 
 #: events per parallel work item
 BLOCK = 4096
@@ -77,12 +77,25 @@ def unmix_into(events, cols, unmixing, out):
 def _transform_rows(src, src_col, events, dst_col, start, stop, code, p):
     # one column of one block (src is (columns, rows) scratch); the code is fixed inside the loop so the branch
     # is hoisted out of it
-    if code == LOGICLE:
+    if code == LOGICLE or code == HYPERLOG:
+        # logicle_fast / hyperlog_fast in two passes: the branch-free table lookup over the block, then the
+        # exact solve for the few values outside the table
+        x = src[src_col, : stop - start]
+        y = np.empty(stop - start)
+        miss = np.empty(stop - start, dtype=np.uint8)
+        if table_block(x, y, miss, p):
+            for i in range(stop - start):
+                if miss[i]:
+                    y[i] = logicle_value(x[i], p) if code == LOGICLE else hyperlog_value(x[i], p)
         for i in range(start, stop):
-            events[i, dst_col] = logicle_fast(src[src_col, i - start], p)
-    elif code == HYPERLOG:
+            events[i, dst_col] = y[i - start]
+    elif code == LINEAR:  # transform_value's (x + A) / (T + A), written out so the loop vectorises
+        shift, scale = p[1], p[0]
         for i in range(start, stop):
-            events[i, dst_col] = hyperlog_fast(src[src_col, i - start], p)
+            events[i, dst_col] = (src[src_col, i - start] + shift) / scale
+    elif code == IDENTITY:
+        for i in range(start, stop):
+            events[i, dst_col] = src[src_col, i - start]
     else:
         for i in range(start, stop):
             events[i, dst_col] = transform_value(code, src[src_col, i - start], p)
