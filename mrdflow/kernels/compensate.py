@@ -77,28 +77,30 @@ def unmix_into(events, cols, unmixing, out):
 def _transform_rows(src, src_col, events, dst_col, start, stop, code, p):
     # one column of one block (src is (columns, rows) scratch); the code is fixed inside the loop so the branch
     # is hoisted out of it
+    # 1-D views (indexing a view from 0 lets the loops vectorise)
+    x = src[src_col, : stop - start]
+    dst = events[start:stop, dst_col]
     if code == LOGICLE or code == HYPERLOG:
         # logicle_fast / hyperlog_fast in two passes: the branch-free table lookup over the block, then the
         # exact solve for the few values outside the table
-        x = src[src_col, : stop - start]
         y = np.empty(stop - start)
         miss = np.empty(stop - start, dtype=np.uint8)
         if table_block(x, y, miss, p):
             for i in range(stop - start):
                 if miss[i]:
                     y[i] = logicle_value(x[i], p) if code == LOGICLE else hyperlog_value(x[i], p)
-        for i in range(start, stop):
-            events[i, dst_col] = y[i - start]
+        for i in range(stop - start):
+            dst[i] = y[i]
     elif code == LINEAR:  # transform_value's (x + A) / (T + A), written out so the loop vectorises
         shift, scale = p[1], p[0]
-        for i in range(start, stop):
-            events[i, dst_col] = (src[src_col, i - start] + shift) / scale
+        for i in range(stop - start):
+            dst[i] = (x[i] + shift) / scale
     elif code == IDENTITY:
-        for i in range(start, stop):
-            events[i, dst_col] = src[src_col, i - start]
+        for i in range(stop - start):
+            dst[i] = x[i]
     else:
-        for i in range(start, stop):
-            events[i, dst_col] = transform_value(code, src[src_col, i - start], p)
+        for i in range(stop - start):
+            dst[i] = transform_value(code, x[i], p)
 
 
 @njit(cache=True, parallel=True)
@@ -135,9 +137,9 @@ def compensate_transform_inplace(events, cols, inverse, codes, pidx, plain_cols,
         comp = np.empty((k, b))
         plain = np.empty((r, b))
         for m in range(k):
-            c = cols[m]
+            col = events[start:stop, cols[m]]
             for i in range(b):
-                raw[m, i] = np.float64(events[start + i, c])
+                raw[m, i] = np.float64(col[i])
         for j in range(k):
             for i in range(b):
                 comp[j, i] = 0.0
@@ -146,9 +148,9 @@ def compensate_transform_inplace(events, cols, inverse, codes, pidx, plain_cols,
                 for i in range(b):
                     comp[j, i] += raw[m, i] * w
         for j in range(r):
-            c = plain_cols[j]
+            col = events[start:stop, plain_cols[j]]
             for i in range(b):
-                plain[j, i] = events[start + i, c]
+                plain[j, i] = col[i]
         for j in range(k):
             _transform_rows(comp, j, events, cols[j], start, stop, codes[j], params[pidx[j]])
         for j in range(r):

@@ -62,6 +62,34 @@ def rectangle_mask_dense(events, cols, lo, hi, parent, out):
             out[i] = inside
 
 
+@njit(cache=True)
+def rectangle_mask_columns(events, cols, lo, hi, parent, out):
+    """:func:`rectangle_mask` for a column-major (Fortran-ordered) matrix: one branch-free pass per dimension
+    over that column's contiguous values (vectorised; serial — a pass takes about a millisecond per 5 M
+    events, less than waking a thread team). Same result as :func:`rectangle_mask`."""
+    n = events.shape[0]
+    k = cols.shape[0]
+    use_parent = parent.shape[0] > 0
+    for j in range(k):
+        c, a, b = cols[j], lo[j], hi[j]
+        if j == 0:
+            if use_parent:
+                for i in range(n):
+                    v = np.float64(events[i, c])
+                    out[i] = parent[i] & (v >= a) & (v < b)
+            else:
+                for i in range(n):
+                    v = np.float64(events[i, c])
+                    out[i] = (v >= a) & (v < b)
+        else:
+            for i in range(n):
+                v = np.float64(events[i, c])
+                out[i] &= (v >= a) & (v < b)
+    if k == 0:
+        for i in range(n):
+            out[i] = parent[i] if use_parent else True
+
+
 #: cells per side of a polygon's lookup grid
 POLYGON_GRID = 256
 

@@ -3,45 +3,59 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 
-_BLOCK = 1 << 16
 
 
-@njit(cache=True, parallel=True)
-def _rows_at_ranks(mask, ranks, out):
-    # mask as uint8 (0/1); per block: count (parallel), prefix sums, then a branch-free local index of the
-    # block's set rows from which its ranks are picked
+_BYTE_SUM = np.uint64(0x0101010101010101)  # word * this: the sum of its 8 bytes in the top byte
+_BYTE_PACK = np.uint64(0x0102040810204080)  # word * this: its 8 (0/1) bytes as 8 bits in the top byte
+
+
+def _select_table() -> np.ndarray:
+    """``table[packed, r]``: offset in a word of its r-th set flag, ``packed`` being the word's flags packed by
+    :data:`_BYTE_PACK` (built from real bytes, so right for the machine's byte order)."""
+    table = np.zeros((256, 8), dtype=np.int64)
+    for pattern in range(256):
+        flags = np.array([(pattern >> i) & 1 for i in range(8)], dtype=np.uint8)
+        word = np.frombuffer(flags.tobytes(), dtype=np.uint64)[0]
+        with np.errstate(over="ignore"):
+            packed = int((word * _BYTE_PACK) >> np.uint64(56))
+        for r, offset in enumerate(np.flatnonzero(flags)):
+            table[packed, r] = offset
+    return table
+
+
+_SELECT = _select_table()
+
+
+@njit(cache=True)
+def _rows_at_ranks(mask, words, ranks, table, out):
+    # mask as uint8 (0/1) and the same memory as uint64 words (8 flags each, n // 8 of them): one serial pass
+    # counting each word's set flags with one multiplication; a word holding wanted ranks gives their offsets
+    # from the select table. Returns how many ranks were found.
     n = mask.shape[0]
-    nb = (n + _BLOCK - 1) // _BLOCK
-    counts = np.zeros(nb + 1, dtype=np.int64)
-    for b in prange(nb):
-        c = 0
-        for i in range(b * _BLOCK, min(n, (b + 1) * _BLOCK)):
-            c += mask[i]
-        counts[b + 1] = c
-    for b in range(nb):
-        counts[b + 1] += counts[b]
-    total = counts[nb]
     k = ranks.shape[0]
-    if k and ranks[k - 1] >= total:
-        return int(np.searchsorted(ranks, total))  # ranks from here on do not exist
-    for b in prange(nb):
-        j = np.searchsorted(ranks, counts[b])
-        stop = np.searchsorted(ranks, counts[b + 1])
-        if j == stop:
-            continue
-        start = b * _BLOCK
-        local = np.empty(_BLOCK, dtype=np.int32)
-        c = 0
-        for i in range(start, min(n, start + _BLOCK)):
-            local[c] = i - start
-            c += mask[i]
-        base = counts[b]
-        for t in range(j, stop):
-            out[t] = start + local[ranks[t] - base]
-    return k
+    t = 0
+    c = 0  # set flags before the current word
+    for w in range(words.shape[0]):
+        if t == k:
+            return k
+        word = words[w]
+        cnt = np.int64((word * _BYTE_SUM) >> np.uint64(56))
+        if t < k and ranks[t] < c + cnt:
+            packed = np.int64((word * _BYTE_PACK) >> np.uint64(56))
+            while t < k and ranks[t] < c + cnt:
+                out[t] = w * 8 + table[packed, ranks[t] - c]
+                t += 1
+        c += cnt
+    for i in range(words.shape[0] * 8, n):  # the last n % 8 flags
+        if mask[i]:
+            while t < k and ranks[t] == c:
+                out[t] = i
+                t += 1
+            c += 1
+    return t
 
 
 def rows_at_ranks(mask: np.ndarray, ranks: np.ndarray) -> np.ndarray:
@@ -69,7 +83,10 @@ def rows_at_ranks(mask: np.ndarray, ranks: np.ndarray) -> np.ndarray:
     if ranks.size and (ranks[0] < 0 or np.any(np.diff(ranks) < 0)):
         raise ValueError("rows_at_ranks: ranks must be non-negative and sorted")
     out = np.empty(ranks.size, dtype=np.int64)
-    found = _rows_at_ranks(mask.view(np.uint8), ranks, out)
+    flags = mask.view(np.uint8)
+    n_words = flags.size // 8
+    words = np.frombuffer(flags[: n_words * 8], dtype=np.uint64) if n_words else np.zeros(0, np.uint64)
+    found = _rows_at_ranks(flags, words, ranks, _SELECT, out)
     if found != ranks.size:
         raise ValueError(f"rows_at_ranks: rank {int(ranks[found])} is beyond the {int(np.count_nonzero(mask))} "
                          "True entries of the mask")
@@ -100,7 +117,7 @@ def _tail_shuffle_sample(n, size, raw, out):
     """
     # open-addressing hash map position -> current value, for the positions swapped so far (≤ 2 per draw)
     cap = 1
-    while cap < 4 * size:
+    while cap < 2 * size:
         cap *= 2
     mask = np.uint64(cap - 1)
     keys = np.full(cap, -1, dtype=np.int64)
