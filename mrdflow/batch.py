@@ -351,7 +351,8 @@ def run_batch(panel_path: str | os.PathLike, output_dir: str | os.PathLike | Non
               workers: int | None = None, scheduler: str | None = None, resume: bool = False,
               retries: int = 2, reports: bool = True, echo: Callable[[str], None] | None = None,
               command: Iterable[str] | None = None,
-              task_fn: Callable[[SampleTask], SampleOutcome] | None = None) -> BatchSummary:
+              task_fn: Callable[[SampleTask], SampleOutcome] | None = None,
+              numba_threads: int | None = None) -> BatchSummary:
     """Analyse every sample of a panel and write the outputs (DESIGN.md §3).
 
     Parameters
@@ -366,6 +367,8 @@ def run_batch(panel_path: str | os.PathLike, output_dir: str | os.PathLike | Non
     echo : where progress lines go (default: stdout, flushed).
     command : the command line, recorded in run.json.
     task_fn : what runs one :class:`SampleTask` (default :func:`analyze_task`; tests substitute a wrapper).
+    numba_threads : numba threads per local worker (default: the machine's cores // workers, so the workers'
+        parallel kernels together use every core once; benchmarks set 1 to measure Dask's scaling alone).
 
     Returns
     -------
@@ -425,6 +428,7 @@ def run_batch(panel_path: str | os.PathLike, output_dir: str | os.PathLike | Non
             record(SampleOutcome(result=SampleResult.failed(sid, [path], error), tubes={"?": path}, file_sha256={},
                                  input_key=None, seconds=0.0, analysed_at=utc_now(), worker="none"))
         scheduler_info = _execute(tasks, record, workers=workers, scheduler=scheduler, retries=retries, echo=echo,
+                                  numba_threads=numba_threads,
                                   task_fn=task_fn)
 
         results = store.results(run_id)
@@ -487,7 +491,8 @@ def _json_safe(v: Any) -> Any:
 
 def _execute(tasks: list[SampleTask], record: Callable[[SampleOutcome], None], *, workers: int | None,
              scheduler: str | None, retries: int, echo: Callable[[str], None],
-             task_fn: Callable[[SampleTask], SampleOutcome] | None = None) -> dict[str, Any]:
+             task_fn: Callable[[SampleTask], SampleOutcome] | None = None,
+             numba_threads: int | None = None) -> dict[str, Any]:
     """Run the tasks in the chosen mode, calling ``record`` as each completes; returns how they were run."""
     task_fn = task_fn or analyze_task
     if not tasks:
@@ -508,7 +513,9 @@ def _execute(tasks: list[SampleTask], record: Callable[[SampleOutcome], None], *
     else:
         n = workers if workers is not None else default_worker_count(len(tasks))
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        numba_threads = max(1, cores // n)
+        if numba_threads is not None and (not isinstance(numba_threads, int) or numba_threads < 1):
+            raise ValueError(f"numba_threads must be a positive integer, found {numba_threads!r}")
+        numba_threads = numba_threads or max(1, cores // n)
         env = {"NUMBA_NUM_THREADS": str(numba_threads), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
                "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",

@@ -309,3 +309,23 @@ def test_rectangle_on_a_column_major_matrix_equals_numpy(n, k, p, seed, with_par
             expect &= x < b
     assert np.array_equal(gate.mask(np.asfortranarray(ev), index, parent), expect)
     assert np.array_equal(gate.mask(ev, index, parent), expect)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 5_000), n_pop=st.integers(0, 6), seed=st.integers(0, 2**32 - 1), wide=st.booleans())
+def test_paint_packed_equals_painting_unpacked_masks(n, n_pop, seed, wide):
+    """Labels painted from bit-packed masks equal labels[mask] = id in order (later wins), for any n (partial
+    last byte), dense, sparse and empty masks, uint8 and uint16 labels."""
+    from mrdflow.kernels.select import paint_packed
+
+    rng = np.random.default_rng(seed)
+    dtype = np.uint16 if wide else np.uint8
+    masks = [rng.random(n) < rng.choice([0.0, 0.01, 0.5, 0.99, 1.0]) for _ in range(n_pop)]
+    ids = np.array([int(rng.integers(1, 300 if wide else 255)) for _ in masks], dtype=dtype)
+    expect = np.full(n, 7, dtype=dtype)
+    for m, v in zip(masks, ids):
+        expect[m] = v
+    got = np.full(n, 7, dtype=dtype)
+    packed = np.stack([np.packbits(m) for m in masks]) if masks else np.zeros((0, (n + 7) // 8), np.uint8)
+    paint_packed(packed, ids, got)
+    assert np.array_equal(got, expect)

@@ -22,7 +22,7 @@ from mrdflow.errors import GateError, TemplateError
 from mrdflow.gating.adaptive import METHODS, AdaptiveGate, subsample_indices
 from mrdflow.gating.gates import (BooleanGate, EllipsoidGate, Gate, PolygonGate, RangeGate, RectangleGate)
 from mrdflow.gating.template import ROOT, Node, Template
-from mrdflow.kernels.select import rows_at_ranks
+from mrdflow.kernels.select import paint_packed, rows_at_ranks
 
 __all__ = ["GatingResult", "gate_events", "build_gate", "boolean_gate"]
 
@@ -187,7 +187,19 @@ def gate_events(events: np.ndarray, index: Mapping[str, int], template: Template
     # the same seed (e.g. every marker gate under low_ssc) draw the same rows, so they are drawn once
     draws: dict[tuple, np.ndarray] = {}
 
+    root_packed = None if root_mask is None else np.packbits(root_mask)
     for i, (name, node) in enumerate(template.nodes.items()):
+        if node.kind == "boolean":
+            # boolean populations straight from the bit-packed masks of their operands (n/8 bytes each)
+            gate = boolean_gate(node.boolean)
+            bits = _packed_boolean(gate, packed, root_packed if node.parent == ROOT else packed.get(node.parent), n)
+            if bits is not None:
+                gates[name] = gate
+                counts[name] = int(np.bitwise_count(bits).sum())
+                live.put_packed(name, bits)
+                for dep in [d for d in live.unpacked() if last_use.get(d, -1) <= i]:
+                    live.release(dep)
+                continue
         parent = root_mask if node.parent == ROOT else live[node.parent]
         if node.kind == "gate":
             gate = build_gate(node.gate, node.dims)
@@ -214,17 +226,47 @@ def gate_events(events: np.ndarray, index: Mapping[str, int], template: Template
 
     dtype = np.uint8 if len(names) < 255 else np.uint16
     labels = np.zeros(n, dtype=dtype)
-    for i in paint:
-        c = counts[names[i]]
-        if c == 0:
-            continue
-        m = np.unpackbits(packed[names[i]], count=n).view(bool)
-        if c < n // 16:  # a rare population: write its rows only
-            labels[np.flatnonzero(m)] = i + 1
-        else:
-            np.putmask(labels, m, i + 1)
+    painted = [i for i in paint if counts[names[i]]]
+    if painted and n:
+        # straight from the packed masks, in paint order (a later population overwrites an earlier one)
+        paint_packed(np.stack([packed[names[i]] for i in painted]), np.array([i + 1 for i in painted], dtype=dtype),
+                     labels)
     return GatingResult(template=template, n_events=n, labels=labels, label_names=(ROOT, *names),
                         counts=counts, gates=gates, fitted=fitted, warnings=warnings, _packed=packed)
+
+
+def _packed_boolean(gate: BooleanGate, packed: Mapping[str, np.ndarray], parent: np.ndarray | None,
+                    n: int) -> np.ndarray | None:
+    """:meth:`BooleanGate.mask` on ``np.packbits`` masks: the same operations on 8 flags per byte, the result
+    packed; ``parent`` packed or None (all events). None when an operand is not a population name or a
+    boolean of names (the caller then evaluates the gate itself, which also reports a missing operand)."""
+    result = None
+    for operand, comp in zip(gate.operands, gate.complement):
+        if isinstance(operand, str):
+            if operand not in packed:
+                return None
+            m = packed[operand]
+        elif isinstance(operand, BooleanGate):
+            m = _packed_boolean(operand, packed, parent, n)
+            if m is None:
+                return None
+        else:
+            return None
+        if comp:
+            m = ~m
+        if result is None:
+            result = m.copy()
+        elif gate.op == "and":
+            result &= m
+        else:
+            result |= m
+    if gate.op == "not":
+        result = ~result
+    if parent is not None:
+        result &= parent
+    if n % 8 and result.size:  # complements set the padding bits after the last event: clear them
+        result[-1] &= np.uint8((0xFF << (8 - n % 8)) & 0xFF)
+    return result
 
 
 #: fewest parent events an adaptive gate is fitted on; below, the population is left empty (with a warning)
@@ -297,6 +339,10 @@ class _MaskStore:
             self._bool[name] = mask
             while len(self._bool) > self.KEEP:
                 self._bool.pop(next(iter(self._bool)))
+
+    def put_packed(self, name: str, bits: np.ndarray) -> None:
+        """Store a mask that is already packed (unpacked on demand by ``[]``)."""
+        self.packed[name] = bits
 
     def unpacked(self) -> list[str]:
         return list(self._bool)

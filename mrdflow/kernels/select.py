@@ -177,3 +177,44 @@ def sorted_choice(n: int, size: int, seed: int) -> np.ndarray:
             out.sort()
             return out
         n_raw *= 2
+
+
+@njit(cache=True)
+def _paint_packed(packed, ids, labels):
+    n = labels.shape[0]
+    for p in range(packed.shape[0]):
+        v = ids[p]
+        row = packed[p]
+        for g in range(row.shape[0]):
+            byte = row[g]
+            if byte == 0:
+                continue
+            base = g * 8
+            if base + 8 <= n:
+                for b in range(8):  # branch-free; np.packbits order: the first flag is the high bit
+                    cur = labels[base + b]
+                    labels[base + b] = v if (byte >> (7 - b)) & 1 else cur
+            else:
+                for b in range(n - base):
+                    if (byte >> (7 - b)) & 1:
+                        labels[base + b] = v
+
+
+def paint_packed(packed: np.ndarray, ids: np.ndarray, labels: np.ndarray) -> None:
+    """``labels[np.unpackbits(packed[p], count=n).view(bool)] = ids[p]`` for p = 0, 1, ... in order (a later
+    population overwrites an earlier one), straight from the bit-packed masks.
+
+    Parameters
+    ----------
+    packed : (P, ceil(n / 8)) uint8, each row ``np.packbits`` of a bool mask of length n (big bit order).
+    ids : (P,) label value of each row, of ``labels``' dtype.
+    labels : (n,) uint8/uint16, painted in place.
+    """
+    packed = np.ascontiguousarray(packed, dtype=np.uint8)
+    ids = np.ascontiguousarray(ids, dtype=labels.dtype)
+    n = labels.shape[0]
+    if packed.ndim != 2 or packed.shape[1] != (n + 7) // 8 or ids.shape != (packed.shape[0],) or labels.ndim != 1:
+        raise ValueError(f"paint_packed: need (P, {(n + 7) // 8}) packed rows and P ids for {n} labels, found "
+                         f"{packed.shape} and {ids.shape}")
+    if packed.shape[0]:
+        _paint_packed(packed, ids, labels)
