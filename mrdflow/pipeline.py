@@ -35,6 +35,7 @@ from mrdflow.gating.light_chain import KAPPA, LAMBDA, NO_CHAIN
 from mrdflow.gating.pc_markers import NORMAL_PC_PATTERN, MarkerReference
 from mrdflow.gating.phenotype import PhenotypeResult
 from mrdflow.gating.sample_phenotype import TubePlasmaCells, classify_sample
+from mrdflow.gating.engine import gather_rows
 from mrdflow.kernels.bins import sorted_distinct
 from mrdflow.kernels.select import rows_at_ranks
 from mrdflow.mrd import MrdThresholds, TubeCounts, quantify
@@ -281,7 +282,7 @@ def _gate_tube(panel: Panel, template, tube: str, path: Path, *, plot_data: bool
     judged = [m for m in NORMAL_PC_PATTERN if _find_marker(marker_cols, m) is not None
               and NORMAL_PC_PATTERN[m].expected != "any"]
     cols = [marker_cols[_find_marker(marker_cols, m)] for m in judged]
-    pcs = np.ascontiguousarray(ev[np.ix_(pc_idx, cols)]) if cols else np.empty((pc_idx.size, 0), np.float32)
+    pcs = gather_rows(ev, pc_idx, cols) if cols else np.empty((pc_idx.size, 0), np.float32)
     references, ref_sources = _references(ev, judged, cols, pcs, role_mask, seed)
     ref_warnings = [f"{m}: no reference population with {_MIN_REFERENCE_EVENTS}+ events "
                     f"({' / '.join(REFERENCE_ROLES[m][0])} vs {' / '.join(REFERENCE_ROLES[m][1])}); marker not used"

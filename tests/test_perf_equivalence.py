@@ -329,3 +329,7 @@ def test_paint_packed_equals_painting_unpacked_masks(n, n_pop, seed, wide):
     packed = np.stack([np.packbits(m) for m in masks]) if masks else np.zeros((0, (n + 7) // 8), np.uint8)
     paint_packed(packed, ids, got)
     assert np.array_equal(got, expect)
+    # the same rows stored in reverse, painted through an order array
+    again = np.full(n, 7, dtype=dtype)
+    paint_packed(packed[::-1].copy(), ids, again, order=np.arange(len(masks))[::-1])
+    assert np.array_equal(again, expect)

@@ -24,7 +24,7 @@ from mrdflow.gating.gates import (BooleanGate, EllipsoidGate, Gate, PolygonGate,
 from mrdflow.gating.template import ROOT, Node, Template
 from mrdflow.kernels.select import paint_packed, rows_at_ranks
 
-__all__ = ["GatingResult", "gate_events", "build_gate", "boolean_gate"]
+__all__ = ["GatingResult", "gate_events", "build_gate", "boolean_gate", "gather_rows"]
 
 
 def build_gate(geometry: Mapping[str, Any], dims: tuple[str, ...]) -> Gate:
@@ -177,7 +177,9 @@ def gate_events(events: np.ndarray, index: Mapping[str, int], template: Template
             last_use[dep] = i
 
     packed: dict[str, np.ndarray] = {}
-    live = _MaskStore(n, packed)
+    # every population's packed mask is a row of one buffer (painted from in place, no stacking)
+    rows = np.zeros((len(names), (n + 7) // 8), dtype=np.uint8)
+    live = _MaskStore(n, packed, rows, {name: j for j, name in enumerate(names)})
     warnings: list[str] = []
     counts: dict[str, int] = {}
     gates: dict[str, Gate] = {}
@@ -229,8 +231,8 @@ def gate_events(events: np.ndarray, index: Mapping[str, int], template: Template
     painted = [i for i in paint if counts[names[i]]]
     if painted and n:
         # straight from the packed masks, in paint order (a later population overwrites an earlier one)
-        paint_packed(np.stack([packed[names[i]] for i in painted]), np.array([i + 1 for i in painted], dtype=dtype),
-                     labels)
+        paint_packed(rows, np.array([i + 1 for i in painted], dtype=dtype), labels,
+                     order=np.array(painted, dtype=np.int64))
     return GatingResult(template=template, n_events=n, labels=labels, label_names=(ROOT, *names),
                         counts=counts, gates=gates, fitted=fitted, warnings=warnings, _packed=packed)
 
@@ -295,7 +297,7 @@ def _fit_adaptive(node: Node, events: np.ndarray, index: Mapping[str, int], pare
 
     sub = rows_of(node.parent, parent, n_rows)
     # C order whatever the event matrix's layout (a fit's arithmetic must not depend on it)
-    X = np.ascontiguousarray(events[np.ix_(sub, cols)])
+    X = gather_rows(events, sub, cols)
     try:
         if node.method == "margin":
             ul = [None if upper_limits is None else upper_limits.get(d) for d in node.dims]
@@ -303,7 +305,7 @@ def _fit_adaptive(node: Node, events: np.ndarray, index: Mapping[str, int], pare
         elif node.method == "reference_distance" and node.args.get("reference"):
             ref = live[node.args["reference"]]
             ref_sub = rows_of(node.args["reference"], ref, int(np.count_nonzero(ref)))
-            est.fit(X, reference=np.ascontiguousarray(events[np.ix_(ref_sub, cols)]))
+            est.fit(X, reference=gather_rows(events, ref_sub, cols))
         else:
             est.fit(X)
         gate = build_gate(est.geometry_, node.dims)
@@ -311,6 +313,15 @@ def _fit_adaptive(node: Node, events: np.ndarray, index: Mapping[str, int], pare
         raise TemplateError(f"{src}: population {node.name!r}, method {node.method}: cannot place the gate on "
                             f"this sample ({exc}; the parent {node.parent!r} has {n_rows} events)") from None
     return est, gate
+
+
+def gather_rows(events: np.ndarray, rows: np.ndarray, cols: list[int]) -> np.ndarray:
+    """``events[np.ix_(rows, cols)]`` as a C-ordered array (a fit's arithmetic must not depend on the event
+    matrix's layout), gathered column by column (a contiguous column of a column-major matrix)."""
+    out = np.empty((rows.size, len(cols)), dtype=events.dtype)
+    for j, c in enumerate(cols):
+        np.take(events[:, c], rows, out=out[:, j])
+    return out
 
 
 def _subsample_rows(mask: np.ndarray | None, n_rows: int, max_events: int, seed: int) -> np.ndarray:
@@ -328,13 +339,17 @@ class _MaskStore:
 
     KEEP = 2
 
-    def __init__(self, n: int, packed: dict[str, np.ndarray]):
+    def __init__(self, n: int, packed: dict[str, np.ndarray], rows: np.ndarray, slot: Mapping[str, int]):
         self.n = n
         self.packed = packed
+        self.rows = rows  # (populations, ceil(n / 8)) uint8: row slot[name] holds that population's packed mask
+        self.slot = slot
         self._bool: dict[str, np.ndarray] = {}  # insertion order = recency
 
     def put(self, name: str, mask: np.ndarray, needed: bool) -> None:
-        self.packed[name] = np.packbits(mask)
+        row = self.rows[self.slot[name]]
+        row[:] = np.packbits(mask)
+        self.packed[name] = row
         if needed:
             self._bool[name] = mask
             while len(self._bool) > self.KEEP:
@@ -342,7 +357,9 @@ class _MaskStore:
 
     def put_packed(self, name: str, bits: np.ndarray) -> None:
         """Store a mask that is already packed (unpacked on demand by ``[]``)."""
-        self.packed[name] = bits
+        row = self.rows[self.slot[name]]
+        row[:] = bits
+        self.packed[name] = row
 
     def unpacked(self) -> list[str]:
         return list(self._bool)

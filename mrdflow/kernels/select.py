@@ -180,11 +180,11 @@ def sorted_choice(n: int, size: int, seed: int) -> np.ndarray:
 
 
 @njit(cache=True)
-def _paint_packed(packed, ids, labels):
+def _paint_packed(packed, ids, order, labels):
     n = labels.shape[0]
-    for p in range(packed.shape[0]):
-        v = ids[p]
-        row = packed[p]
+    for q in range(order.shape[0]):
+        v = ids[q]
+        row = packed[order[q]]
         for g in range(row.shape[0]):
             byte = row[g]
             if byte == 0:
@@ -200,21 +200,26 @@ def _paint_packed(packed, ids, labels):
                         labels[base + b] = v
 
 
-def paint_packed(packed: np.ndarray, ids: np.ndarray, labels: np.ndarray) -> None:
-    """``labels[np.unpackbits(packed[p], count=n).view(bool)] = ids[p]`` for p = 0, 1, ... in order (a later
+def paint_packed(packed: np.ndarray, ids: np.ndarray, labels: np.ndarray, order: np.ndarray | None = None) -> None:
+    """``labels[np.unpackbits(packed[order[q]], count=n).view(bool)] = ids[q]`` for q = 0, 1, ... in turn (a later
     population overwrites an earlier one), straight from the bit-packed masks.
 
     Parameters
     ----------
     packed : (P, ceil(n / 8)) uint8, each row ``np.packbits`` of a bool mask of length n (big bit order).
-    ids : (P,) label value of each row, of ``labels``' dtype.
+    ids : (Q,) label value painted from each row taken, of ``labels``' dtype.
     labels : (n,) uint8/uint16, painted in place.
+    order : (Q,) rows of ``packed`` to paint from, in painting order (default: every row in order).
     """
     packed = np.ascontiguousarray(packed, dtype=np.uint8)
-    ids = np.ascontiguousarray(ids, dtype=labels.dtype)
     n = labels.shape[0]
-    if packed.ndim != 2 or packed.shape[1] != (n + 7) // 8 or ids.shape != (packed.shape[0],) or labels.ndim != 1:
-        raise ValueError(f"paint_packed: need (P, {(n + 7) // 8}) packed rows and P ids for {n} labels, found "
-                         f"{packed.shape} and {ids.shape}")
-    if packed.shape[0]:
-        _paint_packed(packed, ids, labels)
+    order = np.arange(packed.shape[0] if packed.ndim == 2 else 0) if order is None \
+        else np.ascontiguousarray(order, dtype=np.int64)
+    ids = np.ascontiguousarray(ids, dtype=labels.dtype)
+    if packed.ndim != 2 or packed.shape[1] != (n + 7) // 8 or ids.shape != order.shape or labels.ndim != 1:
+        raise ValueError(f"paint_packed: need (P, {(n + 7) // 8}) packed rows and one id per row painted for {n} "
+                         f"labels, found {packed.shape}, {ids.shape} ids and {order.shape} rows")
+    if order.size and (order.min() < 0 or order.max() >= packed.shape[0]):
+        raise ValueError(f"paint_packed: a row to paint is outside the {packed.shape[0]} packed rows")
+    if order.size:
+        _paint_packed(packed, ids, order, labels)
