@@ -97,10 +97,11 @@ _U32 = np.uint64(0xFFFFFFFF)
 
 
 @njit(cache=True)
-def _slot(keys, key, mask):
+def _slot(kv, key, mask):
+    # kv holds (key, value) pairs side by side: a probe reads one cache line
     h = (np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(20)
     s = np.int64(h & mask)
-    while keys[s] != -1 and keys[s] != key:
+    while kv[2 * s] != -1 and kv[2 * s] != key:
         s = np.int64((np.uint64(s) + np.uint64(1)) & mask)
     return s
 
@@ -120,8 +121,7 @@ def _tail_shuffle_sample(n, size, raw, out):
     while cap < 2 * size:
         cap *= 2
     mask = np.uint64(cap - 1)
-    keys = np.full(cap, -1, dtype=np.int64)
-    vals = np.empty(cap, dtype=np.int64)
+    kv = np.full(2 * cap, -1, dtype=np.int64)
     w = 0  # next raw word
     half = 0  # 0: take the low half of raw[w] next, 1: the high half
     first = max(n - size, 1)
@@ -146,12 +146,12 @@ def _tail_shuffle_sample(n, size, raw, out):
             if leftover >= rng_excl or leftover >= (_U32 - rng) % rng_excl:
                 break
         j = np.int64(m >> np.uint64(32))
-        sj = _slot(keys, j, mask)
-        vj = vals[sj] if keys[sj] == j else j
-        si = _slot(keys, np.int64(i), mask)
-        vi = vals[si] if keys[si] == i else np.int64(i)
-        keys[sj] = j
-        vals[sj] = vi
+        sj = _slot(kv, j, mask)
+        vj = kv[2 * sj + 1] if kv[2 * sj] == j else j
+        si = _slot(kv, np.int64(i), mask)
+        vi = kv[2 * si + 1] if kv[2 * si] == i else np.int64(i)
+        kv[2 * sj] = j
+        kv[2 * sj + 1] = vi
         out[k] = vj
         k += 1
     return w + half
