@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import mmap
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -144,30 +145,51 @@ def _read_into(fh, path: object, start: int, out: np.ndarray, swap: bool, hasher
 
 #: rows per chunk of a column-major read: the row-major chunk stays in L2 cache while it is scattered
 _COLUMN_CHUNK_ROWS = 1 << 13
+#: chunk buffers in flight when hashing while reading (hashed on a helper thread)
+_HASH_BUFFERS = 4
 
 
 def _read_into_columns(fh, path: object, start: int, out: np.ndarray, swap: bool, hasher=None) -> None:
-    """Read row-major float32 DATA into the Fortran-ordered ``out`` through a small row-major chunk buffer."""
+    """Read row-major float32 DATA into the Fortran-ordered ``out`` through small row-major chunk buffers.
+
+    With a ``hasher``, each chunk's bytes are hashed on a helper thread (``hashlib`` releases the GIL) while
+    the next chunks are read and scattered, in file order; a chunk buffer is reused only once it is hashed.
+    """
     n, p = out.shape
-    buf = np.empty((min(_COLUMN_CHUNK_ROWS, n), p), dtype=np.float32)
-    view = memoryview(buf.reshape(-1).view(np.uint32)).cast("B")
-    fh.seek(start)
-    for s in range(0, n, buf.shape[0]):
-        rows = min(buf.shape[0], n - s)
-        want = rows * p * 4
-        got = 0
-        while got < want:
-            k = fh.readinto(view[got:want])
-            if not k:
-                raise FcsError(path, f"DATA truncated: expected {n * p * 4} bytes from byte {start}, file ended "
-                                     f"after {s * p * 4 + got}")
-            got += k
-        if hasher is not None:
-            hasher.update(view[:want])
-        chunk = buf[:rows]
-        if swap:
-            chunk.view(np.uint32).byteswap(inplace=True)
-        out[s : s + rows] = chunk
+    rows_per = min(_COLUMN_CHUNK_ROWS, n)
+    n_bufs = 1 if hasher is None else _HASH_BUFFERS
+    bufs = [np.empty((rows_per, p), dtype=np.float32) for _ in range(n_bufs)]
+    views = [memoryview(b.reshape(-1).view(np.uint32)).cast("B") for b in bufs]
+    pending: list = [None] * n_bufs
+    pool = ThreadPoolExecutor(max_workers=1) if hasher is not None else None
+    try:
+        fh.seek(start)
+        for c, s in enumerate(range(0, n, rows_per)):
+            slot = c % n_bufs
+            if pending[slot] is not None:
+                pending[slot].result()  # its previous chunk is hashed: the buffer can be refilled
+            buf, view = bufs[slot], views[slot]
+            rows = min(rows_per, n - s)
+            want = rows * p * 4
+            got = 0
+            while got < want:
+                k = fh.readinto(view[got:want])
+                if not k:
+                    raise FcsError(path, f"DATA truncated: expected {n * p * 4} bytes from byte {start}, file "
+                                         f"ended after {s * p * 4 + got}")
+                got += k
+            if pool is not None:
+                pending[slot] = pool.submit(hasher.update, view[:want])
+            chunk = buf[:rows]
+            if swap:
+                chunk = chunk.byteswap()  # a copy: the buffer's file bytes may still be being hashed
+            out[s : s + rows] = chunk
+        for f in pending:
+            if f is not None:
+                f.result()
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
 
 
 def _decode_uniform(raw: np.ndarray, out: np.ndarray, dtype: np.dtype, masks: np.ndarray | None) -> None:
