@@ -198,6 +198,10 @@ class PolygonGate(Gate):
         events = _events_array(events)
         cols = _columns(self, events, index)
         out = np.empty(events.shape[0], dtype=np.bool_)
+        if events.flags.f_contiguous and events.shape[1] > 1:
+            # column-major: the exact test, vectorised over the two contiguous columns
+            _kg.polygon_mask_columns(events, cols[0], cols[1], self._vx, self._vy, _parent(self, events, parent), out)
+            return out
         _kg.polygon_mask(events, cols[0], cols[1], self._vx, self._vy, *self._grid, _parent(self, events, parent), out)
         return out
 

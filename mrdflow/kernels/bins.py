@@ -81,6 +81,16 @@ def _pairwise_sum(a, lo, n):
     return vals[0]
 
 
+@njit(cache=True, inline="always")
+def _clip(v, lo, hi):
+    # numpy's float clip: MIN(MAX(v, lo), hi) with MAX(x, y) = x if isnan(x) else (x if x > y else y)
+    if v == v:
+        v = v if v > lo else lo
+    if v == v:
+        v = v if v < hi else hi
+    return v
+
+
 @njit(cache=True, parallel=True)
 def _clipped_bin_means(events, cols, edges, order, lo, hi, out):
     n_bins = edges.shape[0] - 1
@@ -91,14 +101,14 @@ def _clipped_bin_means(events, cols, edges, order, lo, hi, out):
         buf = np.empty(e - a)
         for j in range(k):
             c = cols[j]
-            for r in range(a, e):
-                v = np.float64(events[order[r] if use_order else r, c])
-                # numpy's float clip: MIN(MAX(v, lo), hi) with MAX(x, y) = x if isnan(x) else (x if x > y else y)
-                if v == v:
-                    v = v if v > lo[j] else lo[j]
-                if v == v:
-                    v = v if v < hi[j] else hi[j]
-                buf[r - a] = v
+            lj, hj = lo[j], hi[j]
+            if use_order:
+                for r in range(a, e):
+                    buf[r - a] = _clip(np.float64(events[order[r], c]), lj, hj)
+            else:
+                col = events[a:e, c]  # a view indexed from 0: the loop vectorises (contiguous if column-major)
+                for r in range(e - a):
+                    buf[r] = _clip(np.float64(col[r]), lj, hj)
             # numpy's add.reduce: its identity 0.0 plus the pairwise sum of the whole contiguous column
             out[b, j] = (0.0 + _pairwise_sum(buf, 0, e - a)) / (e - a)
 
