@@ -37,7 +37,7 @@ from mrdflow.gating.phenotype import PhenotypeResult
 from mrdflow.gating.sample_phenotype import TubePlasmaCells, classify_sample
 from mrdflow.gating.engine import gather_rows
 from mrdflow.kernels.bins import sorted_distinct
-from mrdflow.kernels.select import rows_at_ranks
+from mrdflow.kernels.select import rows_at_ranks, sorted_choice_from
 from mrdflow.mrd import MrdThresholds, TubeCounts, quantify
 from mrdflow.panel import Panel, load_panel
 from mrdflow.panel_files import SampleFiles, SpecimenCall
@@ -393,8 +393,9 @@ def _references(ev: np.ndarray, judged: list[str], cols: list[int], pcs: np.ndar
                 k = int(np.count_nonzero(m))
                 if k > _REFERENCE_EVENTS:
                     # = np.sort(rng.choice(np.flatnonzero(m), ...)): the same draws (choice of an array picks
-                    # positions), mapped to rows without the index array of the whole population
-                    idx = rows_at_ranks(m, np.sort(rng.choice(k, _REFERENCE_EVENTS, replace=False)))
+                    # positions; replayed without numpy's arange(k)), mapped to rows without the index array of
+                    # the whole population
+                    idx = rows_at_ranks(m, sorted_choice_from(rng, k, _REFERENCE_EVENTS))
                 else:
                     idx = np.flatnonzero(m)
             cache[role] = idx

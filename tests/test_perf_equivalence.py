@@ -364,3 +364,23 @@ def test_polygon_on_a_column_major_matrix_equals_the_grid_kernel(seed, nv, n, we
     expect = gate.mask(ev, index, parent)
     assert np.array_equal(gate.mask(np.asfortranarray(ev), index, parent), expect)
     assert np.array_equal(gate.mask(np.asfortranarray(ev), index), gate.mask(ev, index))
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**63), prefix=st.integers(0, 3), draws=st.lists(
+    st.tuples(st.integers(10_001, 2_000_000), st.floats(0.0, 1.0)), min_size=1, max_size=3))
+def test_sorted_choice_from_a_shared_generator_is_numpys_choice(seed, prefix, draws):
+    """Successive draws from one generator (as the phenotype's reference samples are): the same sorted values as
+    numpy's choice and the generator left in numpy's state — including a buffered 32-bit half before and after
+    — so every later draw is unchanged too."""
+    from mrdflow.kernels.select import sorted_choice_from
+
+    a, b = np.random.default_rng(seed), np.random.default_rng(seed)
+    for k in range(prefix):  # odd numbers of 32-bit draws leave a half word buffered
+        a.integers(0, 1000, 2 * k + 1, dtype=np.uint32)
+        b.integers(0, 1000, 2 * k + 1, dtype=np.uint32)
+    for n, frac in draws:
+        size = max(1, min(n - 1, int(n * frac)))
+        assert np.array_equal(sorted_choice_from(b, n, size), np.sort(a.choice(n, size, replace=False)))
+        assert a.bit_generator.state == b.bit_generator.state
+    assert np.array_equal(a.integers(0, 2**62, 4), b.integers(0, 2**62, 4))

@@ -82,7 +82,8 @@ class GatingResult:
     template : the template evaluated.
     n_events : events in the tube.
     labels : ndarray (n_events,), uint8 (uint16 beyond 255 populations) — deepest population of each event,
-        0 = root only; see the module docstring for overlaps.
+        0 = root only; see the module docstring for overlaps. Painted from the packed masks on first access
+        (an analysis that never reads it does not hold the n-byte array).
     label_names : population name of each label value (``label_names[0] == "root"``).
     counts : events in each population.
     gates : the fixed gate (mrdflow.gating.gates) each population was evaluated with — for adaptive nodes,
@@ -93,13 +94,27 @@ class GatingResult:
 
     template: Template
     n_events: int
-    labels: np.ndarray
     label_names: tuple[str, ...]
     counts: dict[str, int]
     gates: dict[str, Gate]
     fitted: dict[str, AdaptiveGate] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     _packed: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    #: (packed rows, label of each row painted, rows in paint order, label dtype) for :attr:`labels`
+    _paint: tuple | None = field(default=None, repr=False)
+    _labels: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Deepest population of each event (see the class docstring)."""
+        if self._labels is None:
+            rows, ids, order, dtype = self._paint
+            labels = np.zeros(self.n_events, dtype=dtype)
+            if order.size and self.n_events:
+                # straight from the packed masks, in paint order (a later population overwrites an earlier one)
+                paint_packed(rows, ids, labels, order=order)
+            self._labels = labels
+        return self._labels
 
     def mask(self, name: str) -> np.ndarray:
         """Bool membership of population ``name`` (all True for ``root``)."""
@@ -227,14 +242,11 @@ def gate_events(events: np.ndarray, index: Mapping[str, int], template: Template
             live.release(dep)
 
     dtype = np.uint8 if len(names) < 255 else np.uint16
-    labels = np.zeros(n, dtype=dtype)
     painted = [i for i in paint if counts[names[i]]]
-    if painted and n:
-        # straight from the packed masks, in paint order (a later population overwrites an earlier one)
-        paint_packed(rows, np.array([i + 1 for i in painted], dtype=dtype), labels,
-                     order=np.array(painted, dtype=np.int64))
-    return GatingResult(template=template, n_events=n, labels=labels, label_names=(ROOT, *names),
-                        counts=counts, gates=gates, fitted=fitted, warnings=warnings, _packed=packed)
+    return GatingResult(template=template, n_events=n, label_names=(ROOT, *names), counts=counts, gates=gates,
+                        fitted=fitted, warnings=warnings, _packed=packed,
+                        _paint=(rows, np.array([i + 1 for i in painted], dtype=dtype),
+                                np.array(painted, dtype=np.int64), dtype))
 
 
 def _packed_boolean(gate: BooleanGate, packed: Mapping[str, np.ndarray], parent: np.ndarray | None,

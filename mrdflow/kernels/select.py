@@ -113,7 +113,7 @@ def _tail_shuffle_sample(n, size, raw, out):
     numpy (≥ 1.17, tail-shuffle branch) shuffles the last ``size`` positions of ``arange(n)``:
     for ``i = n-1 … n-size`` it swaps position ``i`` with ``j = bounded(0..i)``, ``j`` drawn by Lemire's method
     from the generator's 32-bit stream (the low then the high half of each raw 64-bit output). Here the
-    swaps are replayed on a sparse map of the touched positions only. Returns the number of raw words used,
+    swaps are replayed on a sparse map of the touched positions only. Returns the number of 32-bit halves used,
     or -1 when ``raw`` ran out.
     """
     # open-addressing hash map position -> current value, for the positions swapped so far (≤ 2 per draw)
@@ -154,7 +154,48 @@ def _tail_shuffle_sample(n, size, raw, out):
         kv[2 * sj + 1] = vi
         out[k] = vj
         k += 1
-    return w + half
+    return 2 * w + half
+
+
+def sorted_choice_from(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
+    """``np.sort(rng.choice(n, size, replace=False))`` bit for bit, leaving ``rng`` in the state numpy's call
+    leaves it in, without numpy's ``arange(n)`` in its tail-shuffle branch (see :func:`sorted_choice`).
+
+    The replay reads the generator's 32-bit stream: a half word numpy holds buffered (``has_uint32``) first, then
+    the low and high halves of the raw 64-bit outputs; afterwards the generator is advanced by the raw words
+    used and a half left over is buffered, as numpy's own draws do. Only for a PCG64 generator on a little-endian
+    machine; anything else is numpy's call itself. ``tests/test_perf_equivalence.py`` checks values and state.
+    """
+    bitgen = rng.bit_generator
+    if (size == n or not (0 < size < n) or n <= 10_000 or size <= n // 50 or n > 0xFFFFFFFF
+            or not isinstance(bitgen, np.random.PCG64) or not np.little_endian):
+        return np.sort(rng.choice(n, size=size, replace=False))
+    state0 = bitgen.state
+    buffered = [np.uint32(state0["uinteger"])] if state0["has_uint32"] else []
+    n_raw = size // 2 + 64
+    while True:
+        bitgen.state = state0
+        halves = np.concatenate([np.array(buffered, dtype=np.uint32),
+                                 bitgen.random_raw(n_raw).view(np.uint32), np.zeros(1, np.uint32)])
+        stream = halves[: halves.size - halves.size % 2].view(np.uint64)  # 32-bit values, two per word, low first
+        out = np.empty(size, dtype=np.int64)
+        used = _tail_shuffle_sample(np.int64(n), np.int64(size), stream, out)
+        if 0 <= used <= 2 * n_raw + len(buffered):  # within the real draws (not the padding)
+            break
+        n_raw *= 2
+    from_raw = used - len(buffered)  # 32-bit values taken from raw words (>= 0: a draw uses >= 1 value)
+    bitgen.state = state0
+    words = (from_raw + 1) // 2
+    state = bitgen.state
+    # numpy's next_uint32 splits a raw word: low half returned, high half kept in ``uinteger`` (buffered until
+    # used; the field keeps its last value after). Odd count from the raw words: the last high half is buffered.
+    state["has_uint32"] = from_raw % 2
+    state["uinteger"] = int(bitgen.random_raw(words)[-1] >> np.uint64(32)) if words else state0["uinteger"]
+    if words:
+        state["state"] = bitgen.state["state"]
+    bitgen.state = state
+    out.sort()
+    return out
 
 
 def sorted_choice(n: int, size: int, seed: int) -> np.ndarray:
