@@ -116,7 +116,8 @@ def _tail_shuffle_sample(n, size, raw, out):
     swaps are replayed on a sparse map of the touched positions only. Returns the number of 32-bit halves used,
     or -1 when ``raw`` ran out.
     """
-    # open-addressing hash map position -> current value, for the positions swapped so far (≤ 2 per draw)
+    # current values of the swapped positions: the tail [first, n) (every i, and the j that land there) in a
+    # dense array read in order, the rest in an open-addressing hash map (at most one new key per draw)
     cap = 1
     while cap < 2 * size:
         cap *= 2
@@ -125,6 +126,7 @@ def _tail_shuffle_sample(n, size, raw, out):
     w = 0  # next raw word
     half = 0  # 0: take the low half of raw[w] next, 1: the high half
     first = max(n - size, 1)
+    tail = np.full(n - first, -1, dtype=np.int64)  # value at position first + t, -1 = untouched (its own index)
     k = 0
     for i in range(n - 1, first - 1, -1):
         rng = np.uint64(i)
@@ -146,12 +148,17 @@ def _tail_shuffle_sample(n, size, raw, out):
             if leftover >= rng_excl or leftover >= (_U32 - rng) % rng_excl:
                 break
         j = np.int64(m >> np.uint64(32))
-        sj = _slot(kv, j, mask)
-        vj = kv[2 * sj + 1] if kv[2 * sj] == j else j
-        si = _slot(kv, np.int64(i), mask)
-        vi = kv[2 * si + 1] if kv[2 * si] == i else np.int64(i)
-        kv[2 * sj] = j
-        kv[2 * sj + 1] = vi
+        ti = tail[i - first]
+        vi = ti if ti >= 0 else np.int64(i)
+        if j >= first:
+            tj = tail[j - first]
+            vj = tj if tj >= 0 else j
+            tail[j - first] = vi
+        else:
+            sj = _slot(kv, j, mask)
+            vj = kv[2 * sj + 1] if kv[2 * sj] == j else j
+            kv[2 * sj] = j
+            kv[2 * sj + 1] = vi
         out[k] = vj
         k += 1
     return 2 * w + half
