@@ -28,7 +28,8 @@ class FcsData:
     """One data set of an FCS file.
 
     ``events`` is float32 (n_events, n_channels), C-contiguous (Fortran-contiguous when read with
-    ``order="F"``), raw instrument values unless read with ``linearize=True``. ``keywords`` look up case-insensitively and keep the original keys.
+    ``order="F"``), raw instrument values unless read with ``linearize=True``. ``keywords`` look up
+    case-insensitively and keep the original keys.
     ``data_start``/``data_length`` give where DATA was read (absolute byte offset, bytes).
     """
 
