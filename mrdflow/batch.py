@@ -142,7 +142,8 @@ def file_identity(path: str | os.PathLike) -> dict[str, str]:
 
 
 def analyze_task(task: SampleTask) -> SampleOutcome:
-    """Analyse one sample on a worker: hash its files, run the pipeline, write its report, drop plot data.
+    """Analyse one sample on a worker: run the pipeline (which hashes its files as it reads them), write its
+    report, drop plot data.
 
     Never raises for a bad sample: any error becomes a ``failed`` result naming it (an :class:`MrdflowError`
     keeps its message; anything else is reported as an internal error with its traceback in ``details``).
@@ -153,14 +154,21 @@ def analyze_task(task: SampleTask) -> SampleOutcome:
     sha: dict[str, str] = {}
     key: str | None = None
     try:
-        for tube, path in task.tubes.items():
-            sha[tube] = sha256_file(path)
-        key = input_key(sha, task.config_sha256)
-        panel = _load_panel_once(task.panel_path, task.config_sha256.get("panel"))
+        for path in task.tubes.values():
+            open(path, "rb").close()  # an unreadable file fails here, as hashing it first did
         from mrdflow.pipeline import analyze_sample
 
-        result = analyze_sample([Path(p) for p in task.tubes.values()], panel, sample_id=task.sample_id,
-                                plot_data=task.report_path is not None)
+        # each file is hashed while the pipeline reads it (one pass over its bytes); any file the analysis did not
+        # get to read in full (it failed first) is hashed after it
+        read_hashes: dict[str, str] = {}
+        try:
+            panel = _load_panel_once(task.panel_path, task.config_sha256.get("panel"))
+            result = analyze_sample([Path(p) for p in task.tubes.values()], panel, sample_id=task.sample_id,
+                                    plot_data=task.report_path is not None, hashes=read_hashes)
+        finally:
+            for tube, path in task.tubes.items():
+                sha[tube] = read_hashes.get(str(Path(path))) or sha256_file(path)
+            key = input_key(sha, task.config_sha256)
     except MrdflowError as exc:
         result = SampleResult.failed(task.sample_id, files, str(exc))
     except OSError as exc:
@@ -343,7 +351,8 @@ def run_batch(panel_path: str | os.PathLike, output_dir: str | os.PathLike | Non
               workers: int | None = None, scheduler: str | None = None, resume: bool = False,
               retries: int = 2, reports: bool = True, echo: Callable[[str], None] | None = None,
               command: Iterable[str] | None = None,
-              task_fn: Callable[[SampleTask], SampleOutcome] | None = None) -> BatchSummary:
+              task_fn: Callable[[SampleTask], SampleOutcome] | None = None,
+              numba_threads: int | None = None) -> BatchSummary:
     """Analyse every sample of a panel and write the outputs (DESIGN.md §3).
 
     Parameters
@@ -358,6 +367,8 @@ def run_batch(panel_path: str | os.PathLike, output_dir: str | os.PathLike | Non
     echo : where progress lines go (default: stdout, flushed).
     command : the command line, recorded in run.json.
     task_fn : what runs one :class:`SampleTask` (default :func:`analyze_task`; tests substitute a wrapper).
+    numba_threads : numba threads per local worker (default: the machine's cores // workers, so the workers'
+        parallel kernels together use every core once; benchmarks set 1 to measure Dask's scaling alone).
 
     Returns
     -------
@@ -417,6 +428,7 @@ def run_batch(panel_path: str | os.PathLike, output_dir: str | os.PathLike | Non
             record(SampleOutcome(result=SampleResult.failed(sid, [path], error), tubes={"?": path}, file_sha256={},
                                  input_key=None, seconds=0.0, analysed_at=utc_now(), worker="none"))
         scheduler_info = _execute(tasks, record, workers=workers, scheduler=scheduler, retries=retries, echo=echo,
+                                  numba_threads=numba_threads,
                                   task_fn=task_fn)
 
         results = store.results(run_id)
@@ -479,7 +491,8 @@ def _json_safe(v: Any) -> Any:
 
 def _execute(tasks: list[SampleTask], record: Callable[[SampleOutcome], None], *, workers: int | None,
              scheduler: str | None, retries: int, echo: Callable[[str], None],
-             task_fn: Callable[[SampleTask], SampleOutcome] | None = None) -> dict[str, Any]:
+             task_fn: Callable[[SampleTask], SampleOutcome] | None = None,
+             numba_threads: int | None = None) -> dict[str, Any]:
     """Run the tasks in the chosen mode, calling ``record`` as each completes; returns how they were run."""
     task_fn = task_fn or analyze_task
     if not tasks:
@@ -500,7 +513,9 @@ def _execute(tasks: list[SampleTask], record: Callable[[SampleOutcome], None], *
     else:
         n = workers if workers is not None else default_worker_count(len(tasks))
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-        numba_threads = max(1, cores // n)
+        if numba_threads is not None and (not isinstance(numba_threads, int) or numba_threads < 1):
+            raise ValueError(f"numba_threads must be a positive integer, found {numba_threads!r}")
+        numba_threads = numba_threads or max(1, cores // n)
         env = {"NUMBA_NUM_THREADS": str(numba_threads), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
                "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg"}
         cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",

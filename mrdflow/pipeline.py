@@ -35,7 +35,9 @@ from mrdflow.gating.light_chain import KAPPA, LAMBDA, NO_CHAIN
 from mrdflow.gating.pc_markers import NORMAL_PC_PATTERN, MarkerReference
 from mrdflow.gating.phenotype import PhenotypeResult
 from mrdflow.gating.sample_phenotype import TubePlasmaCells, classify_sample
-from mrdflow.kernels.select import rows_at_ranks
+from mrdflow.gating.engine import gather_rows
+from mrdflow.kernels.bins import sorted_distinct
+from mrdflow.kernels.select import rows_at_ranks, sorted_choice_from
 from mrdflow.mrd import MrdThresholds, TubeCounts, quantify
 from mrdflow.panel import Panel, load_panel
 from mrdflow.panel_files import SampleFiles, SpecimenCall
@@ -83,14 +85,16 @@ class TubeAnalysis:
 
 
 def analyze_sample(files: Sequence[str | Path], panel: Panel | str | Path, *, sample_id: str | None = None,
-                   plot_data: bool = False, specimen: str | None = None) -> SampleResult:
+                   plot_data: bool = False, specimen: str | None = None,
+                   hashes: dict[str, str] | None = None) -> SampleResult:
     """Analyse one sample (its one or two tube files) with a panel; see :func:`analyze_sample_tubes`."""
-    return analyze_sample_tubes(files, panel, sample_id=sample_id, plot_data=plot_data, specimen=specimen)[0]
+    return analyze_sample_tubes(files, panel, sample_id=sample_id, plot_data=plot_data, specimen=specimen,
+                                hashes=hashes)[0]
 
 
 def analyze_sample_tubes(files: Sequence[str | Path], panel: Panel | str | Path, *, sample_id: str | None = None,
-                         plot_data: bool = False, specimen: str | None = None
-                         ) -> tuple[SampleResult, list[TubeAnalysis]]:
+                         plot_data: bool = False, specimen: str | None = None,
+                         hashes: dict[str, str] | None = None) -> tuple[SampleResult, list[TubeAnalysis]]:
     """Analyse one sample (its one or two tube files) with a panel.
 
     Parameters
@@ -104,6 +108,9 @@ def analyze_sample_tubes(files: Sequence[str | Path], panel: Panel | str | Path,
     specimen : ``"bone_marrow"`` or ``"peripheral_blood"``, overriding the panel's per-sample rule
         (:func:`mrdflow.panel_files.resolve_specimen`: ``samples`` table, ``specimen_by``, ``specimen``).
         Blood: circulating plasma cells and the PCL criterion, hemodilution ``not_assessed``.
+    hashes : when a dict is given, the SHA-256 of each file read (``str(path)`` → hex digest) is added to it,
+        computed while the file is read (no second pass; what the batch records as the input hashes). A file
+        not reached because an earlier one failed is not in it.
 
     Returns
     -------
@@ -147,7 +154,8 @@ def analyze_sample_tubes(files: Sequence[str | Path], panel: Panel | str | Path,
     stages: list[_TubeStage] = []
     for tube, path in group.tubes.items():
         try:
-            stages.append(_gate_tube(panel, template, tube, path, plot_data=plot_data, seed=_seed(sid, tube)))
+            stages.append(_gate_tube(panel, template, tube, path, plot_data=plot_data, seed=_seed(sid, tube),
+                                     hashes=hashes))
         except FcsError:
             raise
         except MrdflowError as exc:
@@ -196,13 +204,17 @@ class _TubeStage:
     plot: Any = None  # (TubePlotData with every PC drawn, rows of the subsample, rows of the PCs) or None
 
 
-def _gate_tube(panel: Panel, template, tube: str, path: Path, *, plot_data: bool, seed: int) -> _TubeStage:
+def _gate_tube(panel: Panel, template, tube: str, path: Path, *, plot_data: bool, seed: int,
+               hashes: dict[str, str] | None = None) -> _TubeStage:
     from mrdflow.fcs import read_fcs
     from mrdflow.gating.engine import gate_events
     from mrdflow.panel_files import is_time
     from mrdflow.tube import prepare_tube
 
-    fcs = read_fcs(path, linearize=True)
+    # column-major events: every gate / QC pass reads only its own channels' memory
+    fcs = read_fcs(path, linearize=True, order="F", sha256=hashes is not None)
+    if hashes is not None:
+        hashes[str(path)] = fcs.sha256
     setup = prepare_tube(panel, tube, fcs, template)
     ev = fcs.events
     n = ev.shape[0]
@@ -270,7 +282,7 @@ def _gate_tube(panel: Panel, template, tube: str, path: Path, *, plot_data: bool
     judged = [m for m in NORMAL_PC_PATTERN if _find_marker(marker_cols, m) is not None
               and NORMAL_PC_PATTERN[m].expected != "any"]
     cols = [marker_cols[_find_marker(marker_cols, m)] for m in judged]
-    pcs = np.ascontiguousarray(ev[np.ix_(pc_idx, cols)]) if cols else np.empty((pc_idx.size, 0), np.float32)
+    pcs = gather_rows(ev, pc_idx, cols) if cols else np.empty((pc_idx.size, 0), np.float32)
     references, ref_sources = _references(ev, judged, cols, pcs, role_mask, seed)
     ref_warnings = [f"{m}: no reference population with {_MIN_REFERENCE_EVENTS}+ events "
                     f"({' / '.join(REFERENCE_ROLES[m][0])} vs {' / '.join(REFERENCE_ROLES[m][1])}); marker not used"
@@ -376,10 +388,8 @@ def _n_distinct(values: np.ndarray) -> int:
     """Number of distinct values; without a sorted copy when they are already in order (a Time column)."""
     if values.size < 2:
         return int(values.size)
-    head, tail = values[:-1], values[1:]
-    if np.all(head <= tail):
-        return 1 + int(np.count_nonzero(head != tail))
-    return int(np.unique(values).size)
+    found = sorted_distinct(values)  # one pass, -1 when not in order
+    return found if found >= 0 else int(np.unique(values).size)
 
 
 def _find_marker(marker_cols: Mapping[str, int], name: str) -> str | None:
@@ -402,8 +412,9 @@ def _references(ev: np.ndarray, judged: list[str], cols: list[int], pcs: np.ndar
                 k = int(np.count_nonzero(m))
                 if k > _REFERENCE_EVENTS:
                     # = np.sort(rng.choice(np.flatnonzero(m), ...)): the same draws (choice of an array picks
-                    # positions), mapped to rows without the index array of the whole population
-                    idx = rows_at_ranks(m, np.sort(rng.choice(k, _REFERENCE_EVENTS, replace=False)))
+                    # positions; replayed without numpy's arange(k)), mapped to rows without the index array of
+                    # the whole population
+                    idx = rows_at_ranks(m, sorted_choice_from(rng, k, _REFERENCE_EVENTS))
                 else:
                     idx = np.flatnonzero(m)
             cache[role] = idx

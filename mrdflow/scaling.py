@@ -72,10 +72,10 @@ def inverse_spillover(spillover: SpilloverLike | Any, channels: Sequence[str] | 
 def _check_events(events: Any) -> np.ndarray:
     if not isinstance(events, np.ndarray) or events.ndim != 2:
         raise KernelError(f"events must be a 2-D numpy array (n_events, n_channels), found {type(events)}")
-    if events.dtype not in (np.float32, np.float64) or not events.flags.c_contiguous:
+    if events.dtype not in (np.float32, np.float64) or not (events.flags.c_contiguous or events.flags.f_contiguous):
         raise KernelError(
-            f"events must be a C-contiguous float32 array, found dtype {events.dtype}, "
-            f"C-contiguous={events.flags.c_contiguous}"
+            f"events must be a C- or Fortran-contiguous float32 array, found dtype {events.dtype}, "
+            f"C-contiguous={events.flags.c_contiguous}, Fortran-contiguous={events.flags.f_contiguous}"
         )
     if not events.flags.writeable:
         raise KernelError("events are read-only; the scaling pass works in place (pass a writable copy)")
@@ -110,7 +110,7 @@ def scale_events(
 
     Parameters
     ----------
-    events : ndarray, shape (n_events, n_channels), float32, C-contiguous
+    events : ndarray, shape (n_events, n_channels), float32, C- or Fortran-contiguous
         Linear-scale event values (as read, PnG-scaled), overwritten with scaled values.
     channel_names : sequence of str
         ``$PnN`` name of each column.

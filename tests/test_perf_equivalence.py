@@ -111,3 +111,276 @@ def test_gating_masks_equal_direct_gate_evaluation():
         masks[name] = m
         assert np.array_equal(res.mask(name), m), name
         assert res.counts[name] == int(m.sum()), name
+
+
+def _numpy_bin_levels(events, cols, edges, order, lo, hi):
+    # what time QC computed before the kernel: per bin, clip the block's columns and average them
+    out = np.empty((edges.size - 1, len(cols)))
+    for i in range(edges.size - 1):
+        a, b = edges[i], edges[i + 1]
+        block = events[a:b][:, cols] if order is None else events[order[a:b]][:, cols]
+        out[i] = np.clip(block, lo, hi).mean(axis=0, dtype=np.float64)
+    return out
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 40_000), n_bins=st.integers(1, 40), seed=st.integers(0, 2**32 - 1),
+       shuffled=st.booleans(), fortran=st.booleans())
+def test_clipped_bin_means_is_numpys_clip_mean(n, n_bins, seed, shuffled, fortran):
+    """Bit for bit the per-bin np.clip(...).mean(axis=0, dtype=float64) (numpy's pairwise summation replayed),
+    on values spanning many magnitudes, for C and Fortran event matrices and time-sorted or not."""
+    from mrdflow.kernels.bins import clipped_bin_means
+
+    rng = np.random.default_rng(seed)
+    ev = (rng.standard_normal((n, 6)) * rng.lognormal(0, 4, (n, 6))).astype(np.float32)
+    cols = [1, 3, 4, 5]
+    lo, hi = np.percentile(ev[:, cols], [1, 99], axis=0)
+    n_bins = min(n_bins, n)
+    edges = np.linspace(0, n, n_bins + 1).round().astype(np.int64)
+    order = rng.permutation(n) if shuffled else None
+    expect = _numpy_bin_levels(ev, cols, edges, order, lo, hi)
+    got = clipped_bin_means(np.asfortranarray(ev) if fortran else ev, np.array(cols), edges, order, lo, hi)
+    assert np.array_equal(got, expect)
+
+
+@pytest.mark.parametrize("m", [1, 7, 8, 9, 127, 128, 129, 1000, 8193, 100_003, 1_000_000])
+def test_clipped_bin_means_long_bins(m):
+    from mrdflow.kernels.bins import clipped_bin_means
+
+    rng = np.random.default_rng(m)
+    ev = (rng.standard_normal((m, 3)) * rng.lognormal(0, 4, (m, 3))).astype(np.float32)
+    lo, hi = np.percentile(ev, [1, 99], axis=0)
+    edges = np.array([0, m])
+    assert np.array_equal(clipped_bin_means(ev, np.arange(3), edges, None, lo, hi),
+                          _numpy_bin_levels(ev, [0, 1, 2], edges, None, lo, hi))
+
+
+def test_clipped_bin_means_rejects_bad_input():
+    from mrdflow.kernels.bins import clipped_bin_means
+
+    ev = np.zeros((10, 3), np.float32)
+    with pytest.raises(ValueError, match="outside the matrix's 3 columns"):
+        clipped_bin_means(ev, np.array([3]), np.array([0, 10]), None, np.zeros(1), np.ones(1))
+    with pytest.raises(ValueError, match="edges"):
+        clipped_bin_means(ev, np.array([0]), np.array([0, 5, 5, 10]), None, np.zeros(1), np.ones(1))
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(st.integers(0, 50), min_size=0, max_size=300), sort=st.booleans())
+def test_sorted_distinct_counts_distinct_values(values, sort):
+    from mrdflow.kernels.bins import sorted_distinct
+    from mrdflow.pipeline import _n_distinct
+
+    a = np.array(sorted(values) if sort else values, dtype=np.float32)
+    in_order = bool(np.all(a[:-1] <= a[1:])) if a.size else True
+    assert sorted_distinct(a) == (np.unique(a).size if in_order else -1)
+    assert _n_distinct(a) == np.unique(a).size
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(0, 20_000), p=st.integers(1, 9), big=st.booleans(), seed=st.integers(0, 1000),
+       pad=st.integers(0, 7))
+def test_column_major_read_and_hash_equal_row_major_read_and_file_hash(tmp_path_factory, n, p, big, seed, pad):
+    """read_fcs(order="F") gives the same values (Fortran-contiguous) as the row-major read, through chunks of
+    8192 rows and in both byte orders, and sha256=True the SHA-256 of the whole file (DATA padding and the
+    bytes after DATA included)."""
+    import hashlib
+
+    from fcs_bytes import basic_keywords, make_fcs, write
+
+    rng = np.random.default_rng(seed)
+    events = (rng.standard_normal((n, p)) * 1e4).astype(np.float32)
+    params = [(f"P{j}-A", 32, "262144") for j in range(p)]
+    kw = basic_keywords(n, params, "F", "4,3,2,1" if big else "1,2,3,4")
+    data = events.astype((">" if big else "<") + "f4").tobytes() + b"\0" * (4 * pad if n else 0)
+    content = make_fcs(kw, data) + b"trailing bytes after DATA"
+    path = write(tmp_path_factory.mktemp("f"), "x.fcs", content)
+    row = read_fcs(path)
+    col = read_fcs(path, order="F", sha256=True)
+    assert col.events.flags.f_contiguous and row.events.flags.c_contiguous
+    assert np.array_equal(col.events, events) and np.array_equal(row.events, events)
+    assert col.sha256 == hashlib.sha256(content).hexdigest()
+    assert read_fcs(path, sha256=True).sha256 == col.sha256 and row.sha256 is None
+
+
+def test_column_major_read_of_every_layout_and_hash():
+    """Every readable corpus file (int, packed, ASCII, float64, both byte orders): the column-major read equals
+    the row-major one after linearizing, and the hash while reading equals hashing the file."""
+    from mrdflow.errors import FcsError
+    from mrdflow.provenance import sha256_file
+
+    from conftest import shared_path
+
+    files = sorted(shared_path("fcs_corpus").rglob("*.[fF][cC][sS]"))[:60]
+    checked = 0
+    for f in files:
+        try:
+            row = read_fcs(f, linearize=True)
+        except FcsError:
+            continue
+        col = read_fcs(f, linearize=True, order="F", sha256=True)
+        assert np.array_equal(row.events, col.events, equal_nan=True), f
+        assert col.sha256 == sha256_file(f), f
+        assert row.warnings == col.warnings, f
+        checked += 1
+    assert checked >= 30
+
+
+def test_fused_scaling_pass_is_layout_independent():
+    """The compensation + transform pass gives the same float32 values on a row-major and a column-major
+    matrix (the pipeline reads column-major; every other reader of FCS files row-major)."""
+    from mrdflow.gating.template import load_template
+    from mrdflow.panel import load_panel
+    from mrdflow.tube import prepare_tube
+
+    panel = load_panel(REPO / "panels" / "demo.yaml")
+    tmpl = load_template(panel.template)
+    c = read_fcs(REPO / "sample_fcs" / "DEMO02_T2.fcs", linearize=True)
+    f = read_fcs(REPO / "sample_fcs" / "DEMO02_T2.fcs", linearize=True, order="F")
+    prepare_tube(panel, "tube2", c, tmpl)
+    prepare_tube(panel, "tube2", f, tmpl)
+    assert f.events.flags.f_contiguous
+    assert np.array_equal(c.events, f.events)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(1, 2_500), seed=st.integers(0, 2**32 - 1), fortran=st.booleans(), hyper=st.booleans())
+def test_fused_pass_equals_the_per_value_computation(n, seed, fortran, hyper):
+    """The block-vectorised fused pass (gathered compensation, two-pass table lookup, written-out linear scaling)
+    gives bit for bit the per-event computation it replaced: each compensated value accumulated as
+    0.0 + x0·inv[0, j] + x1·inv[1, j] + ... in float64, then transform_value (table, or the exact solve
+    outside it: zeros, tiny and huge values), rounded to float32 once."""
+    from mrdflow.kernels.compensate import compensate_transform_inplace
+    from mrdflow.kernels.transforms import HYPERLOG, LINEAR, LOGICLE, transform_value
+    from mrdflow.transforms import Hyperlog, Linear, Logicle
+
+    rng = np.random.default_rng(seed)
+    ev = (rng.lognormal(4, 3, (n, 6)) * np.where(rng.random((n, 6)) < 0.3, -1, 1)).astype(np.float32)
+    ev[rng.random((n, 6)) < 0.05] = 0.0
+    ev[rng.random((n, 6)) < 0.02] = 1e-30
+    ev[rng.random((n, 6)) < 0.02] = 3e9
+    if fortran:
+        ev = np.asfortranarray(ev)
+    cols = np.array([1, 2, 4], dtype=np.int64)
+    inv = np.linalg.inv(np.eye(3) + rng.uniform(0, 0.2, (3, 3)))
+    log_t = Hyperlog(T=262144, W=0.5, M=4.5, A=0) if hyper else Logicle(T=262144, W=0.5, M=4.5, A=0)
+    lin_t = Linear(T=262144, A=0)
+    params = np.vstack([log_t.params, lin_t.params])
+    code = HYPERLOG if hyper else LOGICLE
+    codes = np.array([code, code, 0], dtype=np.int64)
+    pidx = np.zeros(3, dtype=np.int64)
+    plain, plain_codes, plain_pidx = np.array([0, 5]), np.array([LINEAR, 0]), np.array([1, 0])
+    expect = np.array(ev, order="C")
+    for i in range(n):
+        for j in range(3):
+            acc = 0.0
+            for m in range(3):
+                acc += float(np.float64(ev[i, cols[m]])) * inv[m, j]
+            expect[i, cols[j]] = transform_value(codes[j], acc, params[0])
+        expect[i, 0] = transform_value(LINEAR, float(ev[i, 0]), params[1])
+    compensate_transform_inplace(ev, cols, inv, codes, pidx, plain, plain_codes, plain_pidx, params)
+    assert np.array_equal(ev, expect, equal_nan=True)
+
+
+@settings(max_examples=50, deadline=None)
+@given(n=st.integers(0, 3_000), k=st.integers(1, 4), p=st.floats(0.0, 1.0), seed=st.integers(0, 2**32 - 1),
+       with_parent=st.booleans())
+def test_rectangle_on_a_column_major_matrix_equals_numpy(n, k, p, seed, with_parent):
+    """RectangleGate.mask on a column-major matrix (one vectorised pass per dimension) is the half-open box test
+    min <= x < max within the parent, as on a row-major one (NaN outside, open sides)."""
+    from mrdflow.gating.gates import RectangleGate
+
+    rng = np.random.default_rng(seed)
+    ev = rng.standard_normal((n, 5)).astype(np.float32)
+    ev[rng.random((n, 5)) < 0.02] = np.nan
+    ev[rng.random((n, 5)) < 0.05] = 0.25  # exactly on a bound
+    dims = tuple(f"d{j}" for j in range(k))
+    index = {d: j + 1 for j, d in enumerate(dims)}
+    lo = tuple(None if rng.random() < 0.3 else -0.5 for _ in dims)
+    hi = tuple(0.25 if a is None or rng.random() < 0.7 else None for a in lo)
+    gate = RectangleGate(dims, lo, hi)
+    parent = rng.random(n) < p if with_parent else None
+    expect = np.ones(n, bool) if parent is None else parent.copy()
+    for d, a, b in zip(dims, lo, hi):
+        x = ev[:, index[d]].astype(np.float64)
+        if a is not None:
+            expect &= x >= a
+        if b is not None:
+            expect &= x < b
+    assert np.array_equal(gate.mask(np.asfortranarray(ev), index, parent), expect)
+    assert np.array_equal(gate.mask(ev, index, parent), expect)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(0, 5_000), n_pop=st.integers(0, 6), seed=st.integers(0, 2**32 - 1), wide=st.booleans())
+def test_paint_packed_equals_painting_unpacked_masks(n, n_pop, seed, wide):
+    """Labels painted from bit-packed masks equal labels[mask] = id in order (later wins), for any n (partial
+    last byte), dense, sparse and empty masks, uint8 and uint16 labels."""
+    from mrdflow.kernels.select import paint_packed
+
+    rng = np.random.default_rng(seed)
+    dtype = np.uint16 if wide else np.uint8
+    masks = [rng.random(n) < rng.choice([0.0, 0.01, 0.5, 0.99, 1.0]) for _ in range(n_pop)]
+    ids = np.array([int(rng.integers(1, 300 if wide else 255)) for _ in masks], dtype=dtype)
+    expect = np.full(n, 7, dtype=dtype)
+    for m, v in zip(masks, ids):
+        expect[m] = v
+    got = np.full(n, 7, dtype=dtype)
+    packed = np.stack([np.packbits(m) for m in masks]) if masks else np.zeros((0, (n + 7) // 8), np.uint8)
+    paint_packed(packed, ids, got)
+    assert np.array_equal(got, expect)
+    # the same rows stored in reverse, painted through an order array
+    again = np.full(n, 7, dtype=dtype)
+    paint_packed(packed[::-1].copy(), ids, again, order=np.arange(len(masks))[::-1])
+    assert np.array_equal(again, expect)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), nv=st.integers(3, 9), n=st.integers(0, 9_000), wedge=st.booleans())
+def test_polygon_on_a_column_major_matrix_equals_the_grid_kernel(seed, nv, n, wedge):
+    """PolygonGate.mask on a column-major matrix (the exact test, branch-free, per edge) equals the row-major
+    grid kernel: random and self-intersecting polygons, a singlet wedge reaching 1e9, events on vertices and
+    edges, outside the box, NaN, and a parent."""
+    from mrdflow.gating.gates import PolygonGate
+
+    rng = np.random.default_rng(seed)
+    if wedge:
+        verts = ((0.0, 0.0), (rng.uniform(1.0, 1.5) * 1e9, 1e9), (rng.uniform(0.5, 1.0) * 1e9, 1e9))
+        h = rng.uniform(0, 2.6e5, n)
+        ev = np.c_[h * rng.uniform(0.4, 1.6, n), h, h].astype(np.float32)
+    else:
+        verts = tuple(zip(np.round(rng.uniform(-20, 120, nv), 1), np.round(rng.uniform(-20, 120, nv), 1)))
+        ev = np.round(rng.uniform(-40, 140, (n, 3)), 1).astype(np.float32)
+    k = min(n, 40)
+    ev[:k, :2] = np.array(verts, dtype=np.float32)[rng.integers(0, len(verts), k)]  # on vertices
+    if n > k:
+        a, b = np.array(verts[0]), np.array(verts[1])
+        t = rng.random(min(n - k, 40))[:, None]
+        ev[k:k + t.size, :2] = (a + t * (b - a)).astype(np.float32)  # on (or next to) an edge
+    ev[rng.random(n) < 0.01, 1] = np.nan
+    gate = PolygonGate(("x", "y"), verts)
+    parent = rng.random(n) < 0.9
+    index = {"x": 0, "y": 1}
+    expect = gate.mask(ev, index, parent)
+    assert np.array_equal(gate.mask(np.asfortranarray(ev), index, parent), expect)
+    assert np.array_equal(gate.mask(np.asfortranarray(ev), index), gate.mask(ev, index))
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**63), prefix=st.integers(0, 3), draws=st.lists(
+    st.tuples(st.integers(10_001, 2_000_000), st.floats(0.0, 1.0)), min_size=1, max_size=3))
+def test_sorted_choice_from_a_shared_generator_is_numpys_choice(seed, prefix, draws):
+    """Successive draws from one generator (as the phenotype's reference samples are): the same sorted values as
+    numpy's choice and the generator left in numpy's state — including a buffered 32-bit half before and after
+    — so every later draw is unchanged too."""
+    from mrdflow.kernels.select import sorted_choice_from
+
+    a, b = np.random.default_rng(seed), np.random.default_rng(seed)
+    for k in range(prefix):  # odd numbers of 32-bit draws leave a half word buffered
+        a.integers(0, 1000, 2 * k + 1, dtype=np.uint32)
+        b.integers(0, 1000, 2 * k + 1, dtype=np.uint32)
+    for n, frac in draws:
+        size = max(1, min(n - 1, int(n * frac)))
+        assert np.array_equal(sorted_choice_from(b, n, size), np.sort(a.choice(n, size, replace=False)))
+        assert a.bit_generator.state == b.bit_generator.state
+    assert np.array_equal(a.integers(0, 2**62, 4), b.integers(0, 2**62, 4))

@@ -83,6 +83,11 @@ def test_broken_files_fail_alone_with_specific_errors(tmp_path, capsys):
     entry = next(s for s in run["samples"] if s["sample_id"] == "BADNAN")
     t1 = next(f for f in entry["files"] if f["tube"] == "tube1")
     assert t1["sha256"] == hashlib.sha256((fcs / "BADNAN_T1.fcs").read_bytes()).hexdigest()
+    # every input's hash, whether taken while the pipeline read the file (analysed, or failing after the read)
+    # or after a failed read (truncated, not FCS)
+    for sample in run["samples"]:
+        for f in sample["files"]:
+            assert f["sha256"] == hashlib.sha256(Path(f["path"]).read_bytes()).hexdigest(), f["path"]
     assert run["template"]["sha256"] == hashlib.sha256(Path(run["template"]["path"]).read_bytes()).hexdigest()
     assert run["software"]["numpy"] and run["execution"]["mode"] == "in-process"
     # populations.csv holds only analysed samples

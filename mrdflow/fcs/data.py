@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import mmap
 import re
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -54,22 +55,39 @@ class Layout:
         return f"{self.kind}, {'little' if self.order == '<' else 'big'}-endian, widths {w} bits"
 
 
-def decode(fh, path: object, start: int, length: int, n_events: int, layout: Layout) -> np.ndarray:
+def decode(fh, path: object, start: int, length: int, n_events: int, layout: Layout, *, order: str = "C",
+           hasher=None) -> np.ndarray:
     """Decode ``n_events`` events from ``length`` bytes at absolute ``start`` of open file ``fh``.
 
-    Returns a C-contiguous float32 array (n_events, n_channels).
+    Returns a float32 array (n_events, n_channels), C-contiguous (``order="C"``, the file's row layout) or
+    Fortran-contiguous (``order="F"``: each channel's values contiguous, filled chunk by chunk, no second copy).
+    ``hasher`` (a ``hashlib`` object) is fed the ``length`` DATA bytes as they are read.
     """
+    if order not in ("C", "F"):
+        raise ValueError(f"decode: order must be 'C' or 'F', found {order!r}")
     n_par = len(layout.widths)
-    out = np.empty((n_events, n_par), dtype=np.float32)
-    if n_events == 0 or n_par == 0:
+    out = np.empty((n_events, n_par), dtype=np.float32, order=order)
+    if layout.kind == "float" and layout.widths[0] == 32 and n_events and n_par:
+        swap = layout.order != _native()
+        if order == "C":
+            _read_into(fh, path, start, out, swap=swap, hasher=hasher)
+        else:
+            _read_into_columns(fh, path, start, out, swap=swap, hasher=hasher)
+        if hasher is not None and length > out.nbytes:  # DATA bytes past the last event
+            fh.seek(start + out.nbytes)
+            hasher.update(fh.read(length - out.nbytes))
         return out
-    if layout.kind == "float" and layout.widths[0] == 32:
-        _read_into(fh, path, start, out, swap=layout.order != _native())
+    if (n_events == 0 or n_par == 0) and hasher is None:
         return out
-    mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+    mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) if length else None
     try:
-        raw = np.frombuffer(mm, dtype=np.uint8, count=length, offset=start)
-        if layout.kind == "float":
+        raw = np.frombuffer(mm, dtype=np.uint8, count=length, offset=start) if mm is not None \
+            else np.zeros(0, np.uint8)
+        if hasher is not None:
+            hasher.update(raw)
+        if n_events == 0 or n_par == 0:
+            pass
+        elif layout.kind == "float":
             with np.errstate(over="ignore"):  # float64 beyond float32 range → ±inf, reported by the caller
                 _decode_uniform(raw, out, np.dtype(layout.order + "f8"), None)
         elif layout.kind == "int":
@@ -83,7 +101,8 @@ def decode(fh, path: object, start: int, length: int, n_events: int, layout: Lay
         del raw
     finally:
         try:
-            mm.close()
+            if mm is not None:
+                mm.close()
         except BufferError:  # a view is still held by an exception's traceback; garbage collection closes it
             pass
     return out
@@ -94,15 +113,18 @@ def _native() -> str:
 
 
 _READ_CHUNK = 1 << 16  # bytes; swapping each chunk while it is still in L2 cache is nearly free
+_HASH_CHUNK = 1 << 20  # bytes read, then hashed, at a time when hashing while reading
 
 
-def _read_into(fh, path: object, start: int, out: np.ndarray, swap: bool) -> None:
+def _read_into(fh, path: object, start: int, out: np.ndarray, swap: bool, hasher=None) -> None:
     """Read DATA straight into ``out`` (one copy, like ``np.fromfile``), byte-swapping chunk by chunk."""
     fh.seek(start)
     words = out.reshape(-1).view(np.uint32)
     view = memoryview(words).cast("B")
     got = 0
-    step = _READ_CHUNK if swap else len(view)
+    step = _READ_CHUNK if swap or hasher is not None else len(view)
+    if hasher is not None and not swap:
+        step = _HASH_CHUNK  # hash each chunk while it is in cache
     while got < len(view):
         n = fh.readinto(view[got : got + step])
         if not n:
@@ -114,8 +136,60 @@ def _read_into(fh, path: object, start: int, out: np.ndarray, swap: bool) -> Non
                 if more != rest:
                     raise FcsError(path, f"DATA truncated at byte {start + got + n + (more or 0)}")
                 n += rest
+        if hasher is not None:
+            hasher.update(view[got : got + n])
+        if swap:
             words[got // 4 : (got + n) // 4].byteswap(inplace=True)
         got += n
+
+
+#: rows per chunk of a column-major read: the row-major chunk stays in L2 cache while it is scattered
+_COLUMN_CHUNK_ROWS = 1 << 13
+#: chunk buffers in flight when hashing while reading (hashed on a helper thread)
+_HASH_BUFFERS = 4
+
+
+def _read_into_columns(fh, path: object, start: int, out: np.ndarray, swap: bool, hasher=None) -> None:
+    """Read row-major float32 DATA into the Fortran-ordered ``out`` through small row-major chunk buffers.
+
+    With a ``hasher``, each chunk's bytes are hashed on a helper thread (``hashlib`` releases the GIL) while
+    the next chunks are read and scattered, in file order; a chunk buffer is reused only once it is hashed.
+    """
+    n, p = out.shape
+    rows_per = min(_COLUMN_CHUNK_ROWS, n)
+    n_bufs = 1 if hasher is None else _HASH_BUFFERS
+    bufs = [np.empty((rows_per, p), dtype=np.float32) for _ in range(n_bufs)]
+    views = [memoryview(b.reshape(-1).view(np.uint32)).cast("B") for b in bufs]
+    pending: list = [None] * n_bufs
+    pool = ThreadPoolExecutor(max_workers=1) if hasher is not None else None
+    try:
+        fh.seek(start)
+        for c, s in enumerate(range(0, n, rows_per)):
+            slot = c % n_bufs
+            if pending[slot] is not None:
+                pending[slot].result()  # its previous chunk is hashed: the buffer can be refilled
+            buf, view = bufs[slot], views[slot]
+            rows = min(rows_per, n - s)
+            want = rows * p * 4
+            got = 0
+            while got < want:
+                k = fh.readinto(view[got:want])
+                if not k:
+                    raise FcsError(path, f"DATA truncated: expected {n * p * 4} bytes from byte {start}, file "
+                                         f"ended after {s * p * 4 + got}")
+                got += k
+            if pool is not None:
+                pending[slot] = pool.submit(hasher.update, view[:want])
+            chunk = buf[:rows]
+            if swap:
+                chunk = chunk.byteswap()  # a copy: the buffer's file bytes may still be being hashed
+            out[s : s + rows] = chunk
+        for f in pending:
+            if f is not None:
+                f.result()
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
 
 
 def _decode_uniform(raw: np.ndarray, out: np.ndarray, dtype: np.dtype, masks: np.ndarray | None) -> None:

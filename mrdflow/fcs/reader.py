@@ -8,6 +8,7 @@ data) and CyAn files (TEXT offsets shifted by 46 bytes; HEADER right).
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,8 +27,9 @@ from mrdflow.fcs.text import Keywords
 class FcsData:
     """One data set of an FCS file.
 
-    ``events`` is float32 (n_events, n_channels), C-contiguous, raw instrument values unless read
-    with ``linearize=True``. ``keywords`` look up case-insensitively and keep the original keys.
+    ``events`` is float32 (n_events, n_channels), C-contiguous (Fortran-contiguous when read with
+    ``order="F"``), raw instrument values unless read with ``linearize=True``. ``keywords`` look up
+    case-insensitively and keep the original keys.
     ``data_start``/``data_length`` give where DATA was read (absolute byte offset, bytes).
     """
 
@@ -42,6 +44,7 @@ class FcsData:
     data_start: int = 0
     data_length: int = 0
     linearized: bool = False
+    sha256: str | None = None  # SHA-256 of the whole file, when read with ``sha256=True``
 
     @property
     def n_events(self) -> int:
@@ -102,6 +105,8 @@ def read_fcs(
     dataset: int = 0,
     linearize: bool = False,
     spillover_errors: Literal["raise", "warn"] = "raise",
+    order: Literal["C", "F"] = "C",
+    sha256: bool = False,
 ) -> FcsData:
     """Read data set ``dataset`` (0-based, following ``$NEXTDATA``) of an FCS file.
 
@@ -120,6 +125,13 @@ def read_fcs(
     spillover_errors : {"raise", "warn"}
         A malformed spillover keyword raises :class:`SpilloverError` (default) or becomes a warning
         with ``spillover=None``.
+    order : {"C", "F"}
+        Memory layout of ``events``: ``"C"`` (row-major, as DATA is stored) or ``"F"`` (each channel's values
+        contiguous: a gate or QC pass reading one or two channels then reads only those; same values, same
+        memory, filled through a small row-major chunk).
+    sha256 : bool
+        Also compute the SHA-256 of the whole file while reading it (``FcsData.sha256``; equal to hashing the
+        file separately, without a second pass over its DATA).
 
     Raises
     ------
@@ -129,13 +141,26 @@ def read_fcs(
     path = Path(path)
     if dataset < 0:
         raise FcsError(path, f"dataset index must be >= 0, got {dataset}")
+    if order not in ("C", "F"):
+        raise ValueError(f"read_fcs: order must be 'C' or 'F', found {order!r}")
     try:
         with open(path, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
             ds = _walk_to(fh, path, size, dataset)
             warnings = list(ds.warnings)
             start, length, n_events, layout = locate_data(fh, path, size, ds, warnings)
-            events = decode(fh, path, start, length, n_events, layout)
+            hasher = None
+            if sha256:
+                hasher = hashlib.sha256()
+                fh.seek(0)
+                hasher.update(fh.read(start))
+            events = decode(fh, path, start, length, n_events, layout, order=order, hasher=hasher)
+            digest = None
+            if hasher is not None:
+                fh.seek(start + length)
+                while chunk := fh.read(1 << 20):
+                    hasher.update(chunk)
+                digest = hasher.hexdigest()
             if layout.kind == "float" and layout.widths[0] == 64 and not np.isfinite(events).all():
                 warnings.append("some float64 values are beyond float32 range (or NaN) and read as ±inf/NaN")
     except FcsError:
@@ -155,7 +180,8 @@ def read_fcs(
             # the matrix's own source is a keyword name: say which file it is in
             raise SpilloverError(path, f"keyword {exc.path}: {exc.reason}") from None
         warnings.append(f"spillover ignored: {exc.reason}")
-    data = FcsData(path, ds.version, ds.keywords, channels, events, spillover, warnings, dataset, start, length)
+    data = FcsData(path, ds.version, ds.keywords, channels, events, spillover, warnings, dataset, start, length,
+                   sha256=digest)
     if linearize:
         _linearize(data)
     return data

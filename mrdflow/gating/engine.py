@@ -22,9 +22,9 @@ from mrdflow.errors import GateError, TemplateError
 from mrdflow.gating.adaptive import METHODS, AdaptiveGate, subsample_indices
 from mrdflow.gating.gates import (BooleanGate, EllipsoidGate, Gate, PolygonGate, RangeGate, RectangleGate)
 from mrdflow.gating.template import ROOT, Node, Template
-from mrdflow.kernels.select import rows_at_ranks
+from mrdflow.kernels.select import paint_packed, rows_at_ranks
 
-__all__ = ["GatingResult", "gate_events", "build_gate", "boolean_gate"]
+__all__ = ["GatingResult", "gate_events", "build_gate", "boolean_gate", "gather_rows"]
 
 
 def build_gate(geometry: Mapping[str, Any], dims: tuple[str, ...]) -> Gate:
@@ -82,7 +82,8 @@ class GatingResult:
     template : the template evaluated.
     n_events : events in the tube.
     labels : ndarray (n_events,), uint8 (uint16 beyond 255 populations) — deepest population of each event,
-        0 = root only; see the module docstring for overlaps.
+        0 = root only; see the module docstring for overlaps. Painted from the packed masks on first access
+        (an analysis that never reads it does not hold the n-byte array).
     label_names : population name of each label value (``label_names[0] == "root"``).
     counts : events in each population.
     gates : the fixed gate (mrdflow.gating.gates) each population was evaluated with — for adaptive nodes,
@@ -93,13 +94,27 @@ class GatingResult:
 
     template: Template
     n_events: int
-    labels: np.ndarray
     label_names: tuple[str, ...]
     counts: dict[str, int]
     gates: dict[str, Gate]
     fitted: dict[str, AdaptiveGate] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     _packed: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    #: (packed rows, label of each row painted, rows in paint order, label dtype) for :attr:`labels`
+    _paint: tuple | None = field(default=None, repr=False)
+    _labels: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Deepest population of each event (see the class docstring)."""
+        if self._labels is None:
+            rows, ids, order, dtype = self._paint
+            labels = np.zeros(self.n_events, dtype=dtype)
+            if order.size and self.n_events:
+                # straight from the packed masks, in paint order (a later population overwrites an earlier one)
+                paint_packed(rows, ids, labels, order=order)
+            self._labels = labels
+        return self._labels
 
     def mask(self, name: str) -> np.ndarray:
         """Bool membership of population ``name`` (all True for ``root``)."""
@@ -177,14 +192,31 @@ def gate_events(events: np.ndarray, index: Mapping[str, int], template: Template
             last_use[dep] = i
 
     packed: dict[str, np.ndarray] = {}
-    live = _MaskStore(n, packed)
+    # every population's packed mask is a row of one buffer (painted from in place, no stacking)
+    rows = np.zeros((len(names), (n + 7) // 8), dtype=np.uint8)
+    live = _MaskStore(n, packed, rows, {name: j for j, name in enumerate(names)})
     warnings: list[str] = []
     counts: dict[str, int] = {}
     gates: dict[str, Gate] = {}
     fitted: dict[str, AdaptiveGate] = {}
     col_index = {d: int(index[d]) for d in template.dims()}
+    # subsample rows by (population, its size, max_events, seed): sibling gates fitted on the same parent with
+    # the same seed (e.g. every marker gate under low_ssc) draw the same rows, so they are drawn once
+    draws: dict[tuple, np.ndarray] = {}
 
+    root_packed = None if root_mask is None else np.packbits(root_mask)
     for i, (name, node) in enumerate(template.nodes.items()):
+        if node.kind == "boolean":
+            # boolean populations straight from the bit-packed masks of their operands (n/8 bytes each)
+            gate = boolean_gate(node.boolean)
+            bits = _packed_boolean(gate, packed, root_packed if node.parent == ROOT else packed.get(node.parent), n)
+            if bits is not None:
+                gates[name] = gate
+                counts[name] = int(np.bitwise_count(bits).sum())
+                live.put_packed(name, bits)
+                for dep in [d for d in live.unpacked() if last_use.get(d, -1) <= i]:
+                    live.release(dep)
+                continue
         parent = root_mask if node.parent == ROOT else live[node.parent]
         if node.kind == "gate":
             gate = build_gate(node.gate, node.dims)
@@ -196,7 +228,7 @@ def gate_events(events: np.ndarray, index: Mapping[str, int], template: Template
                 warnings.append(f"population {name!r}: parent {node.parent!r} has {n_parent} event(s), fewer than "
                                 f"{MIN_FIT_EVENTS} needed to place the {node.method} gate; population left empty")
             else:
-                est, gate = _fit_adaptive(node, events, col_index, parent, live, upper_limits, src)
+                est, gate = _fit_adaptive(node, events, col_index, parent, live, upper_limits, src, draws)
                 fitted[name] = est
         else:
             gate = boolean_gate(node.boolean)
@@ -210,18 +242,45 @@ def gate_events(events: np.ndarray, index: Mapping[str, int], template: Template
             live.release(dep)
 
     dtype = np.uint8 if len(names) < 255 else np.uint16
-    labels = np.zeros(n, dtype=dtype)
-    for i in paint:
-        c = counts[names[i]]
-        if c == 0:
-            continue
-        m = np.unpackbits(packed[names[i]], count=n).view(bool)
-        if c < n // 16:  # a rare population: write its rows only
-            labels[np.flatnonzero(m)] = i + 1
+    painted = [i for i in paint if counts[names[i]]]
+    return GatingResult(template=template, n_events=n, label_names=(ROOT, *names), counts=counts, gates=gates,
+                        fitted=fitted, warnings=warnings, _packed=packed,
+                        _paint=(rows, np.array([i + 1 for i in painted], dtype=dtype),
+                                np.array(painted, dtype=np.int64), dtype))
+
+
+def _packed_boolean(gate: BooleanGate, packed: Mapping[str, np.ndarray], parent: np.ndarray | None,
+                    n: int) -> np.ndarray | None:
+    """:meth:`BooleanGate.mask` on ``np.packbits`` masks: the same operations on 8 flags per byte, the result
+    packed; ``parent`` packed or None (all events). None when an operand is not a population name or a
+    boolean of names (the caller then evaluates the gate itself, which also reports a missing operand)."""
+    result = None
+    for operand, comp in zip(gate.operands, gate.complement):
+        if isinstance(operand, str):
+            if operand not in packed:
+                return None
+            m = packed[operand]
+        elif isinstance(operand, BooleanGate):
+            m = _packed_boolean(operand, packed, parent, n)
+            if m is None:
+                return None
         else:
-            np.putmask(labels, m, i + 1)
-    return GatingResult(template=template, n_events=n, labels=labels, label_names=(ROOT, *names),
-                        counts=counts, gates=gates, fitted=fitted, warnings=warnings, _packed=packed)
+            return None
+        if comp:
+            m = ~m
+        if result is None:
+            result = m.copy()
+        elif gate.op == "and":
+            result &= m
+        else:
+            result |= m
+    if gate.op == "not":
+        result = ~result
+    if parent is not None:
+        result &= parent
+    if n % 8 and result.size:  # complements set the padding bits after the last event: clear them
+        result[-1] &= np.uint8((0xFF << (8 - n % 8)) & 0xFF)
+    return result
 
 
 #: fewest parent events an adaptive gate is fitted on; below, the population is left empty (with a warning)
@@ -234,21 +293,31 @@ def _empty_gate(dims: tuple[str, ...]) -> Gate:
 
 
 def _fit_adaptive(node: Node, events: np.ndarray, index: Mapping[str, int], parent: np.ndarray | None,
-                  live: Mapping[str, np.ndarray], upper_limits, src) -> tuple[AdaptiveGate, Gate]:
+                  live: Mapping[str, np.ndarray], upper_limits, src,
+                  draws: dict[tuple, np.ndarray] | None = None) -> tuple[AdaptiveGate, Gate]:
     est = METHODS[node.method](**node.args)
     cols = [index[d] for d in node.dims]
     # the subsample's rows straight from the mask (no index array of the whole parent)
     n_rows = events.shape[0] if parent is None else int(np.count_nonzero(parent))
-    sub = _subsample_rows(parent, n_rows, est.max_events, est.seed)
-    X = events[np.ix_(sub, cols)]
+    draws = {} if draws is None else draws
+
+    def rows_of(population: str, mask: np.ndarray | None, n: int) -> np.ndarray:
+        key = (population, n, est.max_events, est.seed)
+        if key not in draws:
+            draws[key] = _subsample_rows(mask, n, est.max_events, est.seed)
+        return draws[key]
+
+    sub = rows_of(node.parent, parent, n_rows)
+    # C order whatever the event matrix's layout (a fit's arithmetic must not depend on it)
+    X = gather_rows(events, sub, cols)
     try:
         if node.method == "margin":
             ul = [None if upper_limits is None else upper_limits.get(d) for d in node.dims]
             est.fit(X, channel_upper=ul)
         elif node.method == "reference_distance" and node.args.get("reference"):
             ref = live[node.args["reference"]]
-            ref_sub = _subsample_rows(ref, int(np.count_nonzero(ref)), est.max_events, est.seed)
-            est.fit(X, reference=events[np.ix_(ref_sub, cols)])
+            ref_sub = rows_of(node.args["reference"], ref, int(np.count_nonzero(ref)))
+            est.fit(X, reference=gather_rows(events, ref_sub, cols))
         else:
             est.fit(X)
         gate = build_gate(est.geometry_, node.dims)
@@ -256,6 +325,15 @@ def _fit_adaptive(node: Node, events: np.ndarray, index: Mapping[str, int], pare
         raise TemplateError(f"{src}: population {node.name!r}, method {node.method}: cannot place the gate on "
                             f"this sample ({exc}; the parent {node.parent!r} has {n_rows} events)") from None
     return est, gate
+
+
+def gather_rows(events: np.ndarray, rows: np.ndarray, cols: list[int]) -> np.ndarray:
+    """``events[np.ix_(rows, cols)]`` as a C-ordered array (a fit's arithmetic must not depend on the event
+    matrix's layout), gathered column by column (a contiguous column of a column-major matrix)."""
+    out = np.empty((rows.size, len(cols)), dtype=events.dtype)
+    for j, c in enumerate(cols):
+        np.take(events[:, c], rows, out=out[:, j])
+    return out
 
 
 def _subsample_rows(mask: np.ndarray | None, n_rows: int, max_events: int, seed: int) -> np.ndarray:
@@ -273,17 +351,27 @@ class _MaskStore:
 
     KEEP = 2
 
-    def __init__(self, n: int, packed: dict[str, np.ndarray]):
+    def __init__(self, n: int, packed: dict[str, np.ndarray], rows: np.ndarray, slot: Mapping[str, int]):
         self.n = n
         self.packed = packed
+        self.rows = rows  # (populations, ceil(n / 8)) uint8: row slot[name] holds that population's packed mask
+        self.slot = slot
         self._bool: dict[str, np.ndarray] = {}  # insertion order = recency
 
     def put(self, name: str, mask: np.ndarray, needed: bool) -> None:
-        self.packed[name] = np.packbits(mask)
+        row = self.rows[self.slot[name]]
+        row[:] = np.packbits(mask)
+        self.packed[name] = row
         if needed:
             self._bool[name] = mask
             while len(self._bool) > self.KEEP:
                 self._bool.pop(next(iter(self._bool)))
+
+    def put_packed(self, name: str, bits: np.ndarray) -> None:
+        """Store a mask that is already packed (unpacked on demand by ``[]``)."""
+        row = self.rows[self.slot[name]]
+        row[:] = bits
+        self.packed[name] = row
 
     def unpacked(self) -> list[str]:
         return list(self._bool)

@@ -135,6 +135,10 @@ class RectangleGate(Gate):
         hi = np.array([np.inf if v is None else v for v in self.hi])
         out = np.empty(events.shape[0], dtype=np.bool_)
         par = _parent(self, events, parent)
+        if events.flags.f_contiguous and events.shape[1] > 1:
+            # column-major: one vectorised pass per dimension over its contiguous column
+            _kg.rectangle_mask_columns(events, cols, lo, hi, par, out)
+            return out
         # a sparse parent lets the kernel skip most rows; a dense one is tested without branches
         dense = par.size == 0 or np.count_nonzero(par) > par.size // 4
         (_kg.rectangle_mask_dense if dense else _kg.rectangle_mask)(events, cols, lo, hi, par, out)
@@ -194,6 +198,10 @@ class PolygonGate(Gate):
         events = _events_array(events)
         cols = _columns(self, events, index)
         out = np.empty(events.shape[0], dtype=np.bool_)
+        if events.flags.f_contiguous and events.shape[1] > 1:
+            # column-major: the exact test, vectorised over the two contiguous columns
+            _kg.polygon_mask_columns(events, cols[0], cols[1], self._vx, self._vy, _parent(self, events, parent), out)
+            return out
         _kg.polygon_mask(events, cols[0], cols[1], self._vx, self._vy, *self._grid, _parent(self, events, parent), out)
         return out
 

@@ -3,45 +3,59 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 
-_BLOCK = 1 << 16
 
 
-@njit(cache=True, parallel=True)
-def _rows_at_ranks(mask, ranks, out):
-    # mask as uint8 (0/1); per block: count (parallel), prefix sums, then a branch-free local index of the
-    # block's set rows from which its ranks are picked
+_BYTE_SUM = np.uint64(0x0101010101010101)  # word * this: the sum of its 8 bytes in the top byte
+_BYTE_PACK = np.uint64(0x0102040810204080)  # word * this: its 8 (0/1) bytes as 8 bits in the top byte
+
+
+def _select_table() -> np.ndarray:
+    """``table[packed, r]``: offset in a word of its r-th set flag, ``packed`` being the word's flags packed by
+    :data:`_BYTE_PACK` (built from real bytes, so right for the machine's byte order)."""
+    table = np.zeros((256, 8), dtype=np.int64)
+    for pattern in range(256):
+        flags = np.array([(pattern >> i) & 1 for i in range(8)], dtype=np.uint8)
+        word = np.frombuffer(flags.tobytes(), dtype=np.uint64)[0]
+        with np.errstate(over="ignore"):
+            packed = int((word * _BYTE_PACK) >> np.uint64(56))
+        for r, offset in enumerate(np.flatnonzero(flags)):
+            table[packed, r] = offset
+    return table
+
+
+_SELECT = _select_table()
+
+
+@njit(cache=True)
+def _rows_at_ranks(mask, words, ranks, table, out):
+    # mask as uint8 (0/1) and the same memory as uint64 words (8 flags each, n // 8 of them): one serial pass
+    # counting each word's set flags with one multiplication; a word holding wanted ranks gives their offsets
+    # from the select table. Returns how many ranks were found.
     n = mask.shape[0]
-    nb = (n + _BLOCK - 1) // _BLOCK
-    counts = np.zeros(nb + 1, dtype=np.int64)
-    for b in prange(nb):
-        c = 0
-        for i in range(b * _BLOCK, min(n, (b + 1) * _BLOCK)):
-            c += mask[i]
-        counts[b + 1] = c
-    for b in range(nb):
-        counts[b + 1] += counts[b]
-    total = counts[nb]
     k = ranks.shape[0]
-    if k and ranks[k - 1] >= total:
-        return int(np.searchsorted(ranks, total))  # ranks from here on do not exist
-    for b in prange(nb):
-        j = np.searchsorted(ranks, counts[b])
-        stop = np.searchsorted(ranks, counts[b + 1])
-        if j == stop:
-            continue
-        start = b * _BLOCK
-        local = np.empty(_BLOCK, dtype=np.int32)
-        c = 0
-        for i in range(start, min(n, start + _BLOCK)):
-            local[c] = i - start
-            c += mask[i]
-        base = counts[b]
-        for t in range(j, stop):
-            out[t] = start + local[ranks[t] - base]
-    return k
+    t = 0
+    c = 0  # set flags before the current word
+    for w in range(words.shape[0]):
+        if t == k:
+            return k
+        word = words[w]
+        cnt = np.int64((word * _BYTE_SUM) >> np.uint64(56))
+        if t < k and ranks[t] < c + cnt:
+            packed = np.int64((word * _BYTE_PACK) >> np.uint64(56))
+            while t < k and ranks[t] < c + cnt:
+                out[t] = w * 8 + table[packed, ranks[t] - c]
+                t += 1
+        c += cnt
+    for i in range(words.shape[0] * 8, n):  # the last n % 8 flags
+        if mask[i]:
+            while t < k and ranks[t] == c:
+                out[t] = i
+                t += 1
+            c += 1
+    return t
 
 
 def rows_at_ranks(mask: np.ndarray, ranks: np.ndarray) -> np.ndarray:
@@ -69,7 +83,10 @@ def rows_at_ranks(mask: np.ndarray, ranks: np.ndarray) -> np.ndarray:
     if ranks.size and (ranks[0] < 0 or np.any(np.diff(ranks) < 0)):
         raise ValueError("rows_at_ranks: ranks must be non-negative and sorted")
     out = np.empty(ranks.size, dtype=np.int64)
-    found = _rows_at_ranks(mask.view(np.uint8), ranks, out)
+    flags = mask.view(np.uint8)
+    n_words = flags.size // 8
+    words = np.frombuffer(flags[: n_words * 8], dtype=np.uint64) if n_words else np.zeros(0, np.uint64)
+    found = _rows_at_ranks(flags, words, ranks, _SELECT, out)
     if found != ranks.size:
         raise ValueError(f"rows_at_ranks: rank {int(ranks[found])} is beyond the {int(np.count_nonzero(mask))} "
                          "True entries of the mask")
@@ -80,10 +97,11 @@ _U32 = np.uint64(0xFFFFFFFF)
 
 
 @njit(cache=True)
-def _slot(keys, key, mask):
+def _slot(kv, key, mask):
+    # kv holds (key, value) pairs side by side: a probe reads one cache line
     h = (np.uint64(key) * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(20)
     s = np.int64(h & mask)
-    while keys[s] != -1 and keys[s] != key:
+    while kv[2 * s] != -1 and kv[2 * s] != key:
         s = np.int64((np.uint64(s) + np.uint64(1)) & mask)
     return s
 
@@ -95,19 +113,20 @@ def _tail_shuffle_sample(n, size, raw, out):
     numpy (≥ 1.17, tail-shuffle branch) shuffles the last ``size`` positions of ``arange(n)``:
     for ``i = n-1 … n-size`` it swaps position ``i`` with ``j = bounded(0..i)``, ``j`` drawn by Lemire's method
     from the generator's 32-bit stream (the low then the high half of each raw 64-bit output). Here the
-    swaps are replayed on a sparse map of the touched positions only. Returns the number of raw words used,
+    swaps are replayed on a sparse map of the touched positions only. Returns the number of 32-bit halves used,
     or -1 when ``raw`` ran out.
     """
-    # open-addressing hash map position -> current value, for the positions swapped so far (≤ 2 per draw)
+    # current values of the swapped positions: the tail [first, n) (every i, and the j that land there) in a
+    # dense array read in order, the rest in an open-addressing hash map (at most one new key per draw)
     cap = 1
-    while cap < 4 * size:
+    while cap < 2 * size:
         cap *= 2
     mask = np.uint64(cap - 1)
-    keys = np.full(cap, -1, dtype=np.int64)
-    vals = np.empty(cap, dtype=np.int64)
+    kv = np.full(2 * cap, -1, dtype=np.int64)
     w = 0  # next raw word
     half = 0  # 0: take the low half of raw[w] next, 1: the high half
     first = max(n - size, 1)
+    tail = np.full(n - first, -1, dtype=np.int64)  # value at position first + t, -1 = untouched (its own index)
     k = 0
     for i in range(n - 1, first - 1, -1):
         rng = np.uint64(i)
@@ -129,15 +148,61 @@ def _tail_shuffle_sample(n, size, raw, out):
             if leftover >= rng_excl or leftover >= (_U32 - rng) % rng_excl:
                 break
         j = np.int64(m >> np.uint64(32))
-        sj = _slot(keys, j, mask)
-        vj = vals[sj] if keys[sj] == j else j
-        si = _slot(keys, np.int64(i), mask)
-        vi = vals[si] if keys[si] == i else np.int64(i)
-        keys[sj] = j
-        vals[sj] = vi
+        ti = tail[i - first]
+        vi = ti if ti >= 0 else np.int64(i)
+        if j >= first:
+            tj = tail[j - first]
+            vj = tj if tj >= 0 else j
+            tail[j - first] = vi
+        else:
+            sj = _slot(kv, j, mask)
+            vj = kv[2 * sj + 1] if kv[2 * sj] == j else j
+            kv[2 * sj] = j
+            kv[2 * sj + 1] = vi
         out[k] = vj
         k += 1
-    return w + half
+    return 2 * w + half
+
+
+def sorted_choice_from(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
+    """``np.sort(rng.choice(n, size, replace=False))`` bit for bit, leaving ``rng`` in the state numpy's call
+    leaves it in, without numpy's ``arange(n)`` in its tail-shuffle branch (see :func:`sorted_choice`).
+
+    The replay reads the generator's 32-bit stream: a half word numpy holds buffered (``has_uint32``) first, then
+    the low and high halves of the raw 64-bit outputs; afterwards the generator is advanced by the raw words
+    used and a half left over is buffered, as numpy's own draws do. Only for a PCG64 generator on a little-endian
+    machine; anything else is numpy's call itself. ``tests/test_perf_equivalence.py`` checks values and state.
+    """
+    bitgen = rng.bit_generator
+    if (size == n or not (0 < size < n) or n <= 10_000 or size <= n // 50 or n > 0xFFFFFFFF
+            or not isinstance(bitgen, np.random.PCG64) or not np.little_endian):
+        return np.sort(rng.choice(n, size=size, replace=False))
+    state0 = bitgen.state
+    buffered = [np.uint32(state0["uinteger"])] if state0["has_uint32"] else []
+    n_raw = size // 2 + 64
+    while True:
+        bitgen.state = state0
+        halves = np.concatenate([np.array(buffered, dtype=np.uint32),
+                                 bitgen.random_raw(n_raw).view(np.uint32), np.zeros(1, np.uint32)])
+        stream = halves[: halves.size - halves.size % 2].view(np.uint64)  # 32-bit values, two per word, low first
+        out = np.empty(size, dtype=np.int64)
+        used = _tail_shuffle_sample(np.int64(n), np.int64(size), stream, out)
+        if 0 <= used <= 2 * n_raw + len(buffered):  # within the real draws (not the padding)
+            break
+        n_raw *= 2
+    from_raw = used - len(buffered)  # 32-bit values taken from raw words (>= 0: a draw uses >= 1 value)
+    bitgen.state = state0
+    words = (from_raw + 1) // 2
+    state = bitgen.state
+    # numpy's next_uint32 splits a raw word: low half returned, high half kept in ``uinteger`` (buffered until
+    # used; the field keeps its last value after). Odd count from the raw words: the last high half is buffered.
+    state["has_uint32"] = from_raw % 2
+    state["uinteger"] = int(bitgen.random_raw(words)[-1] >> np.uint64(32)) if words else state0["uinteger"]
+    if words:
+        state["state"] = bitgen.state["state"]
+    bitgen.state = state
+    out.sort()
+    return out
 
 
 def sorted_choice(n: int, size: int, seed: int) -> np.ndarray:
@@ -160,3 +225,49 @@ def sorted_choice(n: int, size: int, seed: int) -> np.ndarray:
             out.sort()
             return out
         n_raw *= 2
+
+
+@njit(cache=True)
+def _paint_packed(packed, ids, order, labels):
+    n = labels.shape[0]
+    for q in range(order.shape[0]):
+        v = ids[q]
+        row = packed[order[q]]
+        for g in range(row.shape[0]):
+            byte = row[g]
+            if byte == 0:
+                continue
+            base = g * 8
+            if base + 8 <= n:
+                for b in range(8):  # branch-free; np.packbits order: the first flag is the high bit
+                    cur = labels[base + b]
+                    labels[base + b] = v if (byte >> (7 - b)) & 1 else cur
+            else:
+                for b in range(n - base):
+                    if (byte >> (7 - b)) & 1:
+                        labels[base + b] = v
+
+
+def paint_packed(packed: np.ndarray, ids: np.ndarray, labels: np.ndarray, order: np.ndarray | None = None) -> None:
+    """``labels[np.unpackbits(packed[order[q]], count=n).view(bool)] = ids[q]`` for q = 0, 1, ... in turn (a later
+    population overwrites an earlier one), straight from the bit-packed masks.
+
+    Parameters
+    ----------
+    packed : (P, ceil(n / 8)) uint8, each row ``np.packbits`` of a bool mask of length n (big bit order).
+    ids : (Q,) label value painted from each row taken, of ``labels``' dtype.
+    labels : (n,) uint8/uint16, painted in place.
+    order : (Q,) rows of ``packed`` to paint from, in painting order (default: every row in order).
+    """
+    packed = np.ascontiguousarray(packed, dtype=np.uint8)
+    n = labels.shape[0]
+    order = np.arange(packed.shape[0] if packed.ndim == 2 else 0) if order is None \
+        else np.ascontiguousarray(order, dtype=np.int64)
+    ids = np.ascontiguousarray(ids, dtype=labels.dtype)
+    if packed.ndim != 2 or packed.shape[1] != (n + 7) // 8 or ids.shape != order.shape or labels.ndim != 1:
+        raise ValueError(f"paint_packed: need (P, {(n + 7) // 8}) packed rows and one id per row painted for {n} "
+                         f"labels, found {packed.shape}, {ids.shape} ids and {order.shape} rows")
+    if order.size and (order.min() < 0 or order.max() >= packed.shape[0]):
+        raise ValueError(f"paint_packed: a row to paint is outside the {packed.shape[0]} packed rows")
+    if order.size:
+        _paint_packed(packed, ids, order, labels)

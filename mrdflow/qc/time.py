@@ -33,6 +33,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from mrdflow.errors import AnalysisError
+from mrdflow.kernels.bins import clipped_bin_means
 
 _MAD_TO_SD = 1.4826
 
@@ -251,11 +252,8 @@ def time_qc(
     cols = list(columns)
     lo, q25, q75, hi = np.percentile(events[::stride][:, cols], [1, 25, 75, 99], axis=0)
     channel_sd = (q75 - q25) / 1.349
-    levels = np.empty((n_bins, len(columns)))
-    for i in range(n_bins):
-        a, b = edges[i], edges[i + 1]
-        block = events[a:b][:, cols] if order is None else events[order[a:b]][:, cols]
-        levels[i] = np.clip(block, lo, hi).mean(axis=0, dtype=np.float64)
+    # per bin: np.clip(block, lo, hi).mean(axis=0, dtype=np.float64), in one parallel pass over the events
+    levels = clipped_bin_means(events, np.array(cols, dtype=np.int64), edges, order, lo, hi)
 
     window = max(5, int(round(settings.trend_window * n_bins)) | 1)
     bad_rate = _outliers(np.log(bin_rate), window, settings.mad_threshold, math.log1p(settings.min_rate_change))
