@@ -140,3 +140,15 @@ def die_once(task):
         marker.write_text(str(os.getpid()))
         os._exit(1)
     return analyze_task(task)
+
+
+def with_worker_env(task):
+    """A batch task that analyses normally and records, in the result's details, the worker's
+    ``MALLOC_TRIM_THRESHOLD_`` (None when unset)."""
+    import os
+
+    from mrdflow.batch import analyze_task
+
+    outcome = analyze_task(task)
+    outcome.result.details["worker_malloc_trim"] = os.environ.get("MALLOC_TRIM_THRESHOLD_")
+    return outcome
