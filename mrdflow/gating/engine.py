@@ -254,8 +254,8 @@ def _packed_boolean(gate: BooleanGate, packed: Mapping[str, np.ndarray], parent:
     """:meth:`BooleanGate.mask` on ``np.packbits`` masks: the same operations on 8 flags per byte, the result
     packed; ``parent`` packed or None (all events). None when an operand is not a population name or a
     boolean of names (the caller then evaluates the gate itself, which also reports a missing operand)."""
-    result = None
-    for operand, comp in zip(gate.operands, gate.complement):
+    masks = []
+    for operand in gate.operands:
         if isinstance(operand, str):
             if operand not in packed:
                 return None
@@ -266,16 +266,8 @@ def _packed_boolean(gate: BooleanGate, packed: Mapping[str, np.ndarray], parent:
                 return None
         else:
             return None
-        if comp:
-            m = ~m
-        if result is None:
-            result = m.copy()
-        elif gate.op == "and":
-            result &= m
-        else:
-            result |= m
-    if gate.op == "not":
-        result = ~result
+        masks.append(m)
+    result = gate.combine(masks)
     if parent is not None:
         result &= parent
     if n % 8 and result.size:  # complements set the padding bits after the last event: clear them

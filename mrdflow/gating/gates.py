@@ -385,19 +385,13 @@ class BooleanGate(Gate):
     def describe(self) -> str:
         return f"BooleanGate({self.op})"
 
-    def mask(self, events, index, parent=None, resolved=None) -> np.ndarray:
-        n = events.shape[0]
-        parent_arr = _parent(self, events, parent)
+    def combine(self, masks: Sequence[np.ndarray]) -> np.ndarray:
+        """Fold the operands' masks, in operand order, with this gate's complements and operator (a new array).
+
+        The masks may be bool arrays or ``np.packbits`` bytes: only element-wise ``~``, ``&`` and ``|`` are used.
+        """
         result = None
-        for operand, comp in zip(self.operands, self.complement):
-            if isinstance(operand, str):
-                if resolved is None or operand not in resolved:
-                    raise GateError(f"BooleanGate: operand gate {operand!r} has no resolved mask")
-                m = np.asarray(resolved[operand], dtype=np.bool_)
-                if m.shape != (n,):
-                    raise GateError(f"BooleanGate: mask of {operand!r} has shape {m.shape}, expected ({n},)")
-            else:
-                m = operand.mask(events, index, parent, resolved)
+        for m, comp in zip(masks, self.complement):
             if comp:
                 m = ~m
             if result is None:
@@ -408,6 +402,23 @@ class BooleanGate(Gate):
                 result |= m
         if self.op == "not":
             result = ~result
+        return result
+
+    def mask(self, events, index, parent=None, resolved=None) -> np.ndarray:
+        n = events.shape[0]
+        parent_arr = _parent(self, events, parent)
+        masks = []
+        for operand in self.operands:
+            if isinstance(operand, str):
+                if resolved is None or operand not in resolved:
+                    raise GateError(f"BooleanGate: operand gate {operand!r} has no resolved mask")
+                m = np.asarray(resolved[operand], dtype=np.bool_)
+                if m.shape != (n,):
+                    raise GateError(f"BooleanGate: mask of {operand!r} has shape {m.shape}, expected ({n},)")
+            else:
+                m = operand.mask(events, index, parent, resolved)
+            masks.append(m)
+        result = self.combine(masks)
         if parent_arr.size:
             result &= parent_arr
         return result

@@ -316,18 +316,22 @@ def _fill_table(p, code, T):
 
 
 @njit(cache=True, inline="always")
+def _hermite(p, j, t):
+    # the cubic Hermite segment whose (y0, m0, y1, m1) start at p[j], at t in [0, 1)
+    y0, m0, y1, m1 = p[j], p[j + 1], p[j + 2], p[j + 3]
+    t2 = t * t
+    t3 = t2 * t
+    return (2.0 * t3 - 3.0 * t2 + 1.0) * y0 + (t3 - 2.0 * t2 + t) * m0 + (3.0 * t2 - 2.0 * t3) * y1 + (t3 - t2) * m1
+
+
+@njit(cache=True, inline="always")
 def _table_lookup(x, p):
     # (found, scale value) for |x| inside the table
     bits = np.float64(abs(x)).view(np.uint64)
     k = np.int64(bits >> _SHIFT) - np.int64(p[_K0])
     if k < 0 or k >= N_SEG:
         return False, 0.0
-    t = np.float64(bits & _MANT_MASK) * _T_SCALE
-    j = _TABLE0 + 4 * k
-    y0, m0, y1, m1 = p[j], p[j + 1], p[j + 2], p[j + 3]
-    t2 = t * t
-    t3 = t2 * t
-    g = (2.0 * t3 - 3.0 * t2 + 1.0) * y0 + (t3 - 2.0 * t2 + t) * m0 + (3.0 * t2 - 2.0 * t3) * y1 + (t3 - t2) * m1
+    g = _hermite(p, _TABLE0 + 4 * k, np.float64(bits & _MANT_MASK) * _T_SCALE)
     return True, (p[_X1] + g if x >= 0.0 else p[_X1] - g)
 
 
@@ -346,12 +350,7 @@ def table_block(x, y, miss, p) -> int:
         k = np.int64(bits >> _SHIFT) - k0
         bad = (k < 0) | (k >= N_SEG)
         kk = min(max(k, 0), N_SEG - 1)
-        t = np.float64(bits & _MANT_MASK) * _T_SCALE
-        j = _TABLE0 + 4 * kk
-        y0, m0, y1, m1 = p[j], p[j + 1], p[j + 2], p[j + 3]
-        t2 = t * t
-        t3 = t2 * t
-        g = (2.0 * t3 - 3.0 * t2 + 1.0) * y0 + (t3 - 2.0 * t2 + t) * m0 + (3.0 * t2 - 2.0 * t3) * y1 + (t3 - t2) * m1
+        g = _hermite(p, _TABLE0 + 4 * kk, np.float64(bits & _MANT_MASK) * _T_SCALE)
         y[i] = x1 + g if v >= 0.0 else x1 - g
         miss[i] = bad
         n_miss += bad
