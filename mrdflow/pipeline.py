@@ -472,9 +472,12 @@ def _time_details(tq) -> dict[str, Any]:
 
 
 def _phenotype_details(pheno: PhenotypeResult, sources: Mapping[str, tuple[str, str]]) -> dict[str, Any]:
+    # marked_per_event False: a light-chain-restricted subset counted (its excess over the expected normal PCs)
+    # but not marked event by event, because most of its events are normal PCs of the same chain
     clusters = [{"n_events": c.n_events, "aberrancies": dict(c.aberrancies), "light_chain": c.light_chain,
                  "expected_normal_events": float(c.expected_normal_events), "fold": float(c.fold),
-                 "p_value": float(c.p_value)} for c in pheno.clusters]
+                 "p_value": float(c.p_value), "marked_per_event": bool(np.any(pheno.labels == c.label))}
+                for c in pheno.clusters]
     bounds = {m: {"negative_reference": sources.get(m, ("", ""))[0],
                   "positive_reference": sources.get(m, ("", ""))[1],
                   "negative_centre": b.negative_centre, "positive_centre": b.positive_centre,

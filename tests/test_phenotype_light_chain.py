@@ -115,3 +115,14 @@ def test_a_counted_but_unmarked_subset_still_gives_the_clonality():
     counts = _chain_counts(result, chain, x.shape[0], n_ab)
     assert counts["lambda_aberrant"] == 0 and counts["kappa_aberrant"] == n_ab
     assert counts["kappa_normal"] + counts["lambda_normal"] == x.shape[0] - n_ab
+
+
+def test_analyze_prints_a_counted_subset_as_counted_not_marked():
+    from mrdflow.commands.analyze import _cluster_text
+
+    marked = {"aberrancies": {"CD19": "negative", "CD56": "positive"}, "light_chain": None, "n_events": 412,
+              "expected_normal_events": 0.3, "marked_per_event": True}
+    counted = {"aberrancies": {"CD19": "negative", "CD56": "positive"}, "light_chain": "kappa", "n_events": 565,
+               "expected_normal_events": 330.6, "marked_per_event": False}
+    assert _cluster_text(marked) == "CD19 negative,CD56 positive (412)"
+    assert _cluster_text(counted) == "CD19 negative,CD56 positive kappa (565, ~234 clonal: counted, not marked per event)"

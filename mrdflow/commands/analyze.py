@@ -16,6 +16,17 @@ from mrdflow.errors import MrdflowError
 HELP = "analyse one sample (its tube files): MRD result, QC and populations; optionally write result.json"
 
 
+def _cluster_text(c: dict) -> str:
+    """One aberrant cluster of ``details.tubes.*.phenotype.clusters`` as text: ``CD19 negative,CD56 positive (412)``."""
+    text = ",".join(f"{m} {v}" for m, v in c["aberrancies"].items())
+    if c["light_chain"]:
+        text += f" {c['light_chain']}"
+    if c.get("marked_per_event", True):
+        return f"{text} ({c['n_events']})"
+    clonal = max(0.0, c["n_events"] - c["expected_normal_events"])
+    return f"{text} ({c['n_events']}, ~{clonal:.0f} clonal: counted, not marked per event)"
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("files", nargs="+", type=Path, metavar="FILE", help="the sample's FCS files (one per tube)")
     parser.add_argument("--panel", required=True, type=Path, metavar="PANEL.yaml", help="the panel")
@@ -70,10 +81,7 @@ def format_result(result) -> str:
                      f"(clonal {num(d['pct_circulating_clonal_pc'], '.3g')} %); PCL criterion (>= "
                      f"{d['pcl_min_pct']:g} %) {'MET' if d['ppcl'] else 'not met'}")
     for tube, t in d["tubes"].items():
-        clusters = "; ".join(
-            ",".join(f"{m} {v}" for m, v in c["aberrancies"].items()) + (f" {c['light_chain']}" if c["light_chain"]
-                                                                         else "") + f" ({c['n_events']})"
-            for c in t["phenotype"]["clusters"]) or "none"
+        clusters = "; ".join(_cluster_text(c) for c in t["phenotype"]["clusters"]) or "none"
         lines.append(f"  {tube} ({Path(t['file']).name}): evaluable {t['n_events_evaluable']:,}, PCs "
                      f"{t['n_plasma_cells']:,}, aberrant {t['n_aberrant_pc']:,}; clusters: {clusters}")
     lines.append(f"  qc flags: {';'.join(result.qc_flags) or '-'}")
