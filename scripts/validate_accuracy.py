@@ -63,7 +63,8 @@ DETECTED = ("POSITIVE", "POSITIVE_BELOW_LLOQ")
 
 
 def plans_for(scenario: str, events: int, lod_events: int = 0):
-    """The scenario's sample plans; ``lod_events`` > 0 adds the 2×10⁻⁶ dilution acquired at that many events/tube."""
+    """The scenario's sample plans; ``lod_events`` > 0 adds the 2×10⁻⁶ dilution acquired at that many
+    events per tube."""
     plans = build_scenario(scenario, events=events, replicates=1)
     if scenario == "hard":  # the issue's target is at 1e-4; the scenario's default level is 1e-3
         plans = [replace(p, mrd=1e-4, sample_id=p.sample_id.replace("HARD_", "HARD1e-4_")) for p in plans]

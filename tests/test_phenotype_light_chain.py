@@ -125,4 +125,5 @@ def test_analyze_prints_a_counted_subset_as_counted_not_marked():
     counted = {"aberrancies": {"CD19": "negative", "CD56": "positive"}, "light_chain": "kappa", "n_events": 565,
                "expected_normal_events": 330.6, "marked_per_event": False}
     assert _cluster_text(marked) == "CD19 negative,CD56 positive (412)"
-    assert _cluster_text(counted) == "CD19 negative,CD56 positive kappa (565, ~234 clonal: counted, not marked per event)"
+    assert _cluster_text(counted) == ("CD19 negative,CD56 positive kappa "
+                                      "(565, ~234 clonal: counted, not marked per event)")

@@ -233,7 +233,8 @@ def _closer_to_core(
     events given to the clone, a few times (a two-component EM with the clone component held fixed), so a
     pattern made mostly of clone straddlers does not pull them back. The clone's weight stays that of the
     clone so far (``n_core``): letting it grow with the events it takes made the EM feed on itself (in the
-    dilution series: +9 % at 10⁻³ and +6 % at 10⁻⁴ instead of +6 % and +1 %, and 2.3× instead of 2.0× at 5×10⁻⁶).
+    dilution series: +9 % at 10⁻³ and +6 % at 10⁻⁴ instead of +6 % and +1 %, and 2.3× instead of 2.0× at
+    5×10⁻⁶).
     """
     keep = np.zeros(candidates.size, dtype=bool)
     cand_z = z[candidates]
