@@ -147,8 +147,8 @@ def main() -> int:
     spill = Spillover(channels=FLUOR, matrix=SPILL, source="$SPILLOVER")
     write_fcs(path, make_events(args.events), CHANNELS, markers=MARKERS, spillover=spill,
               ranges=[262144] * 11 + [args.events / 1000 + 1])
-    fcs = read_fcs(path)
-    raw = fcs.events.copy()
+    fcs = read_fcs(path, order="F")  # column-major, as the pipeline reads a tube
+    raw = fcs.events.copy(order="F")
     template = template_from_dict(TEMPLATE)
     panel = panel_from_dict(PANEL)
     setup = check_tube(panel, "tube1", fcs, template)

@@ -25,7 +25,8 @@ def run(args: argparse.Namespace) -> int:
 
     panel = load_panel(args.panel)
     template = load_template(panel.template)
-    fcs = read_fcs(args.file, linearize=True)  # linear, PnG-scaled values: what GatingML transforms expect
+    # linear, PnG-scaled values (what GatingML transforms expect), column-major as the pipeline reads them
+    fcs = read_fcs(args.file, linearize=True, order="F")
     if args.tube is not None:
         wanted = args.tube.casefold()
         tube = next((t for t, spec in panel.tubes.items()
