@@ -154,3 +154,38 @@ def test_subsample_is_bounded_and_deterministic():
 def test_apply_before_fit_is_an_error():
     with pytest.raises(RuntimeError, match="not fitted"):
         Tail().apply(np.zeros(3))
+
+
+def _cd117_like(seed: int, n_rare: int) -> tuple[np.ndarray, np.ndarray]:
+    """A CD117-like axis: a large dim bulk, a smaller precursor bump merged into its flank, and (``n_rare``)
+    mast-cell-like events far brighter, beyond an empty gap. Returns values and the rare-population truth."""
+    rng = np.random.default_rng(seed)
+    x = np.r_[rng.normal(0.50, 0.04, 80_000), rng.normal(0.60, 0.04, 40_000), rng.normal(0.88, 0.03, n_rare)]
+    return x.astype(np.float32)[:, None], np.r_[np.zeros(120_000, bool), np.ones(n_rare, bool)]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_tail_gap_finds_a_rare_bright_population_the_shoulder_misses(seed):
+    x, rare = _cd117_like(seed, 700)
+    args = dict(side="above", k=4, peak="last", min_prominence=0.25, adjust=0.5)
+    shoulder = Tail(**args).fit(x)
+    gap = Tail(**args, gap_depth=0.2).fit(x)
+    kept = x[:, 0] >= gap.threshold_
+    assert gap.gap_ and 0.72 < gap.threshold_ < 0.82
+    assert np.count_nonzero(kept & rare) >= 0.98 * 700 and np.count_nonzero(kept & ~rare) <= 20
+    # the precursor bump widens the shoulder's sigma: its threshold lands in (or beyond) the rare population
+    assert np.count_nonzero((x[:, 0] >= shoulder.threshold_) & rare) < 0.9 * 700
+
+
+def test_tail_gap_without_a_rare_population_keeps_the_shoulder():
+    x, _ = _cd117_like(7, 0)
+    args = dict(side="above", k=4, peak="last", min_prominence=0.25, adjust=0.5)
+    with_gap = Tail(**args, gap_depth=0.2).fit(x)
+    assert not with_gap.gap_ and with_gap.threshold_ == Tail(**args).fit(x).threshold_
+
+
+def test_tail_gap_needs_side_above():
+    with pytest.raises(ValueError, match="gap_depth"):
+        Tail(side="below", gap_depth=0.2).validate(1)
+    with pytest.raises(ValueError, match="gap_depth"):
+        Tail(side="above", gap_depth=1.5).validate(1)

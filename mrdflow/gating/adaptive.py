@@ -167,6 +167,29 @@ def _shoulder(centers, dens, mode_i, side: str, k: float, h: float) -> tuple[flo
     return float(thr), float(sigma)
 
 
+def _gap_above(centers, dens, mode_i: int, x: np.ndarray, depth: float, min_events: int) -> float | None:
+    """The deepest density gap above ``mode_i`` with a population beyond it (see :class:`Tail`), or None.
+
+    Depth of bin ``i``: ``dens[i] / max(dens[i+1:])`` (≥ 1 on a falling flank, near 0 in a gap before a bump).
+    The deepest bin with depth ≤ ``depth`` and ≥ ``min_events`` of ``x`` beyond it wins (the lowest on a tie).
+    """
+    tail = dens[mode_i + 1:]
+    if tail.size < 3:
+        return None
+    ahead = np.maximum.accumulate(tail[::-1])[::-1]  # highest density at or above each bin
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.where(ahead[1:] > 0, tail[:-1] / ahead[1:], np.inf)
+    order = np.argsort(ratio, kind="stable")
+    xs = np.sort(x)
+    for i in order:
+        if not ratio[i] <= depth:
+            return None
+        thr = float(centers[mode_i + 1 + i])
+        if xs.size - np.searchsorted(xs, thr, side="left") >= min_events:
+            return thr
+    return None
+
+
 def _range_geometry(threshold: float, keep: str) -> dict:
     return {"type": "range", "min": threshold if keep == "above" else None,
             "max": threshold if keep == "below" else None}
@@ -281,14 +304,22 @@ class Tail(_Density1D):
     prominence ≥ ``min_prominence`` of the highest density) — e.g. ``first`` for the negative population when a
     positive one may dominate (a leukaemic blood), ``last`` for the brightest population of a positive gate.
 
+    ``gap_depth`` (``side="above"`` only; default None = off) looks for a rare population beyond a density gap
+    above the peak — e.g. mast cells, far brighter in CD117 than the myeloid precursors and far fewer: the
+    threshold moves to the bin above the peak where the density, relative to the highest density still to come
+    above it, is lowest, when that ratio is ≤ ``gap_depth`` and ≥ ``gap_min_events`` events lie beyond it.
+    The shoulder alone misplaces such a gate both ways: a minor population merged into the peak's flank widens
+    σ past the rare one, and a peak too small to count leaves the threshold inside it.
+
     Attributes
     ----------
-    threshold_, mode_, sigma_, geometry_.
+    threshold_, mode_, sigma_, gap_ (True when the threshold sits in a gap), geometry_.
     """
 
     def __init__(self, *, side: str = "above", k: float = 3.0, keep: str | None = None, peak: str = "dominant",
                  min_prominence: float = 0.05, bounds: list[float] | None = None, bins: int = 512,
-                 adjust: float = 1.0, max_events: int = 200_000, seed: int = 0):
+                 adjust: float = 1.0, max_events: int = 200_000, seed: int = 0, gap_depth: float | None = None,
+                 gap_min_events: int = 3):
         super().__init__(keep=keep if keep is not None else side, bounds=bounds, bins=bins, adjust=adjust,
                          max_events=max_events, seed=seed)
         self.keep = keep
@@ -296,6 +327,8 @@ class Tail(_Density1D):
         self.k = k
         self.peak = peak
         self.min_prominence = min_prominence
+        self.gap_depth = gap_depth
+        self.gap_min_events = gap_min_events
 
     def validate(self, n_dims: int | None = None) -> None:
         keep = self.keep
@@ -312,6 +345,15 @@ class Tail(_Density1D):
             raise ValueError(f"peak must be 'dominant', 'first' or 'last', found {self.peak!r}")
         if not isinstance(self.min_prominence, (int, float)) or not 0 < self.min_prominence < 1:
             raise ValueError(f"min_prominence must be between 0 and 1, found {self.min_prominence!r}")
+        if self.gap_depth is not None:
+            if self.side != "above":
+                raise ValueError("gap_depth looks for a population above the peak: it needs side 'above'")
+            if isinstance(self.gap_depth, bool) or not isinstance(self.gap_depth, (int, float)) \
+                    or not 0 < self.gap_depth < 1:
+                raise ValueError(f"gap_depth must be between 0 and 1, found {self.gap_depth!r}")
+        if isinstance(self.gap_min_events, bool) or not isinstance(self.gap_min_events, int) \
+                or self.gap_min_events < 1:
+            raise ValueError(f"gap_min_events must be a positive integer, found {self.gap_min_events!r}")
 
     def fit(self, X: np.ndarray) -> "Tail":
         x = self._prepare(X)[:, 0]
@@ -324,6 +366,11 @@ class Tail(_Density1D):
                 mode_i = int(peaks.min() if self.peak == "first" else peaks.max())
         self.mode_ = float(centers[mode_i])
         self.threshold_, self.sigma_ = _shoulder(centers, dens, mode_i, self.side, self.k, h)
+        self.gap_ = False
+        if self.gap_depth is not None:
+            valley = _gap_above(centers, dens, mode_i, x, self.gap_depth, self.gap_min_events)
+            if valley is not None:
+                self.threshold_, self.gap_ = valley, True
         self.geometry_ = _range_geometry(self.threshold_, self.keep if self.keep is not None else self.side)
         return self
 
