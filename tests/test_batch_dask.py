@@ -73,7 +73,8 @@ def test_a_sample_whose_worker_dies_is_retried_on_a_new_worker(batch, tmp_path):
     summary = run_batch(panel, out, workers=1, reports=False, task_fn=die_once, echo=lambda s: None)
     assert marker.exists(), "the worker analysing S2 was killed"
     assert int(marker.read_text()) != os.getpid()
-    assert [r.sample_id for r in summary.results if not r.ok] == ["BADNAN"]
+    failed = [(r.sample_id, r.error) for r in summary.results if not r.ok]
+    assert [sid for sid, _ in failed] == ["BADNAN"], failed  # the errors say why, should another sample fail
     _same_results(out, ref)
 
 
