@@ -54,12 +54,13 @@ def main() -> int:
     args = ap.parse_args()
     panel = load_panel(args.panel)
     template = load_template(panel.template)
-    tube_of = {p: tube for g in group_files(panel, args.files) for tube, p in g.tubes.items()}
     flagged = 0
     print(f"{'file':36s} {'role':18s} {'called':>9s} {'truth':>9s} {'tp':>9s} {'recall':>7s} {'precision':>9s}")
     for path in args.files:
         fcs = read_fcs(path, linearize=True, order="F")
-        setup = prepare_tube(panel, tube_of[path], fcs, template)
+        (group,) = group_files(panel, [path], keywords_of=lambda _: fcs.keywords)  # one file at a time: the same
+        (tube,) = group.tubes                                                       # name may recur in folders
+        setup = prepare_tube(panel, tube, fcs, template)
         res = gate_events(fcs.events, setup.index, setup.template, upper_limits=setup.upper_limits)
         for role, (labels, counted) in ROLE_TRUTH.items():
             names = setup.template.by_role(role)
