@@ -205,8 +205,7 @@ def resolve_specimen(panel: Panel, sample: SampleFiles,
 
 def _keywords(path: Path, keywords_of) -> dict[str, str]:
     if keywords_of is None:
-        from mrdflow.fcs import read_fcs  # local: panel validation must not need the reader otherwise
-        keywords_of = lambda p: read_fcs(p).keywords  # noqa: E731
+        keywords_of = text_keywords  # HEADER and TEXT only: DATA is not read to group or classify a file
     return {str(k).casefold(): str(v) for k, v in dict(keywords_of(path)).items()}
 
 

@@ -656,15 +656,8 @@ def _template(path: str | Path):
 
 
 def _group(panel: Panel, paths: list[Path], group_files):
-    from mrdflow.fcs import read_fcs
-
-    def keywords_of(p: Path):
-        return read_fcs(p).keywords
-
-    try:
-        return group_files(panel, paths, keywords_of=keywords_of if panel.grouping.by == "keyword" else None)
-    except FcsError:
-        raise
+    # a keyword rule reads HEADER and TEXT only (panel_files.text_keywords); the DATA is read once, by the analysis
+    return group_files(panel, paths)
 
 
 def _plain(v: Any) -> Any:
