@@ -103,6 +103,18 @@ def test_density_valley_lowest_pair_and_shoulder_below():
         DensityValley(pick="middle").validate(1)
 
 
+def test_density_valley_deepest_gap_between_a_rare_negative_mode_and_a_dim_bump():
+    rng = np.random.default_rng(4)
+    # CD45 in a blood-rich marrow: few CD45-negative NRBC (0.13), a taller CD45-dim bump (precursors,
+    # basophils, 0.52) and the CD45-bright lymphocytes (0.75); the empty gap is NRBC | dim, at ~0.33
+    x = np.r_[rng.normal(0.13, 0.06, 420), rng.normal(0.52, 0.035, 480), rng.normal(0.75, 0.04, 8_000)]
+    deep = DensityValley(pick="deepest", min_prominence=0.02).fit(x)
+    assert 0.27 < deep.threshold_ < 0.40
+    assert deep.modes_[0] < 0.2 and 0.45 < deep.modes_[1] < 0.6
+    # the two tallest modes are the dim bump and the bright cells: "highest" cuts between them instead
+    assert DensityValley(min_prominence=0.02).fit(x).threshold_ > 0.55
+
+
 def test_root_mask_and_empty_populations():
     rng = np.random.default_rng(1)
     ev = np.ascontiguousarray(rng.normal(0, 1, (5_000, 2)).astype(np.float32))

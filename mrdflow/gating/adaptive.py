@@ -229,8 +229,10 @@ class DensityValley(_Density1D):
     keep : ``"above"`` keeps events ≥ threshold (positive population), ``"below"`` keeps events < threshold.
     bounds : ``[low, high]`` in transformed units to search in (default: 0.1–99.9 % quantiles of the data).
     min_prominence : a mode counts when its prominence is ≥ this fraction of the highest density.
-    pick : which two modes the valley lies between: ``"highest"`` (default, the two highest) or ``"lowest"``
-        (the two lowest in position, e.g. debris below the first cell population on FSC).
+    pick : which two modes the valley lies between: ``"highest"`` (default, the two highest), ``"lowest"``
+        (the two lowest in position, e.g. debris below the first cell population on FSC) or ``"deepest"`` (the
+        two neighbouring modes with the lowest density between them, e.g. CD45-negative NRBC below CD45-dim
+        precursors and CD45-bright lymphocytes: the emptiest gap wins, whichever modes are the tallest).
     fallback : when fewer than two modes are found — a number is used as the threshold; ``"shoulder"``
         (default) puts it at ``mode + shoulder_k·σ`` above the single mode (σ from its upper half-maximum), i.e.
         the positive population is assumed absent; ``"shoulder_below"`` puts it at ``mode − shoulder_k·σ``
@@ -261,8 +263,8 @@ class DensityValley(_Density1D):
                 isinstance(self.fallback, (int, float)) and not isinstance(self.fallback, bool)):
             raise ValueError(f"fallback must be 'shoulder', 'shoulder_below' or a threshold number, "
                              f"found {self.fallback!r}")
-        if self.pick not in ("highest", "lowest"):
-            raise ValueError(f"pick must be 'highest' or 'lowest', found {self.pick!r}")
+        if self.pick not in ("highest", "lowest", "deepest"):
+            raise ValueError(f"pick must be 'highest', 'lowest' or 'deepest', found {self.pick!r}")
         if not isinstance(self.shoulder_k, (int, float)) or not self.shoulder_k > 0:
             raise ValueError(f"shoulder_k must be a positive number, found {self.shoulder_k!r}")
 
@@ -274,6 +276,11 @@ class DensityValley(_Density1D):
         if peaks.size >= 2:
             if self.pick == "lowest":
                 top2 = np.sort(peaks)[:2]
+            elif self.pick == "deepest":
+                ordered = np.sort(peaks)
+                floors = [dens[a:b + 1].min() for a, b in zip(ordered[:-1], ordered[1:])]
+                i = int(np.argmin(floors))
+                top2 = ordered[i:i + 2]
             else:
                 top2 = np.sort(peaks[np.argsort(dens[peaks])[-2:]])
             between = slice(top2[0], top2[1] + 1)
