@@ -157,6 +157,12 @@ def test_corpus_file_reads_like_the_oracles(name):
     for info in datasets:
         data = read_fcs(path, dataset=info.index, spillover_errors="warn")
         assert data.events.dtype == np.float32 and data.events.flags.c_contiguous
+        # HEADER + TEXT only (mrdflow validate-panel): the same metadata, no DATA read
+        meta = read_fcs(path, dataset=info.index, spillover_errors="warn", events=False)
+        assert meta.events.shape == (0, data.n_channels)
+        assert [c.name for c in meta.channels] == [c.name for c in data.channels]
+        assert (meta.data_start, meta.data_length) == (data.data_start, data.data_length)
+        assert (meta.spillover is None) == (data.spillover is None)
         assert data.events.shape == (info.n_events if info.n_events is not None else data.n_events, info.n_channels)
         at_f32 = data.datatype == "D" or (data.datatype == "I" and max(c.bits or 0 for c in data.channels) > 24)
         readings = dict(_flowio_reads(path, info.index, len(datasets)))

@@ -64,6 +64,21 @@ def test_truncated_data_is_an_fcs_error_naming_the_file(tmp_path):
     assert str(path) in str(exc.value)
 
 
+def test_text_only_read_gives_the_same_metadata_and_still_catches_truncation(tmp_path):
+    path = f32_file(tmp_path)
+    full, meta = read_fcs(path), read_fcs(path, events=False)
+    assert meta.events.shape == (0, full.n_channels) and meta.events.dtype == np.float32
+    assert [c.name for c in meta.channels] == [c.name for c in full.channels]
+    assert dict(meta.keywords) == dict(full.keywords)
+    assert (meta.data_start, meta.data_length) == (full.data_start, full.data_length)
+    with pytest.raises(ValueError, match="sha256"):
+        read_fcs(path, events=False, sha256=True)
+    path.write_bytes(path.read_bytes()[:-5])  # DATA no longer fits the file: found without reading it
+    with pytest.raises(FcsError, match="truncated") as exc:
+        read_fcs(path, events=False)
+    assert str(path) in str(exc.value)
+
+
 def test_tot_inconsistent_with_data_length_is_an_fcs_error(tmp_path):
     keywords = basic_keywords(3, F_PARAMS, "F", "4,3,2,1")  # says 3 events, holds 2
     path = write(tmp_path, "t.fcs", make_fcs(keywords, EVENTS.astype(">f4").tobytes()))

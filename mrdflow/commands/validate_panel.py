@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     for sample in samples:
         for tube, path in sample.tubes.items():
             try:
-                setup = check_tube(panel, tube, read_fcs(path), template)
+                setup = check_tube(panel, tube, read_fcs(path, events=False), template)  # HEADER + TEXT only
             except MrdflowError as exc:
                 problems += 1
                 print(f"FAIL {sample.sample_id} {tube} {path.name}: {exc}", file=sys.stderr)

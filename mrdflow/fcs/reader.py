@@ -107,6 +107,7 @@ def read_fcs(
     spillover_errors: Literal["raise", "warn"] = "raise",
     order: Literal["C", "F"] = "C",
     sha256: bool = False,
+    events: bool = True,
 ) -> FcsData:
     """Read data set ``dataset`` (0-based, following ``$NEXTDATA``) of an FCS file.
 
@@ -132,6 +133,10 @@ def read_fcs(
     sha256 : bool
         Also compute the SHA-256 of the whole file while reading it (``FcsData.sha256``; equal to hashing the
         file separately, without a second pass over its DATA).
+    events : bool
+        ``False`` reads HEADER and TEXT only (channels, keywords, spillover; DATA is located and checked to lie
+        within the file but not read): ``FcsData.events`` is then an empty ``(0, n_channels)`` array — e.g. to
+        validate a panel against many large files. Not with ``sha256``.
 
     Raises
     ------
@@ -143,6 +148,8 @@ def read_fcs(
         raise FcsError(path, f"dataset index must be >= 0, got {dataset}")
     if order not in ("C", "F"):
         raise ValueError(f"read_fcs: order must be 'C' or 'F', found {order!r}")
+    if sha256 and not events:
+        raise ValueError("read_fcs: sha256=True hashes the whole file, it needs events=True")
     try:
         with open(path, "rb") as fh:
             size = os.fstat(fh.fileno()).st_size
@@ -154,14 +161,17 @@ def read_fcs(
                 hasher = hashlib.sha256()
                 fh.seek(0)
                 hasher.update(fh.read(start))
-            events = decode(fh, path, start, length, n_events, layout, order=order, hasher=hasher)
+            if events:
+                values = decode(fh, path, start, length, n_events, layout, order=order, hasher=hasher)
+            else:
+                values = np.empty((0, len(ds.channels)), dtype=np.float32, order=order)
             digest = None
             if hasher is not None:
                 fh.seek(start + length)
                 while chunk := fh.read(1 << 20):
                     hasher.update(chunk)
                 digest = hasher.hexdigest()
-            if layout.kind == "float" and layout.widths[0] == 64 and not np.isfinite(events).all():
+            if layout.kind == "float" and layout.widths[0] == 64 and not np.isfinite(values).all():
                 warnings.append("some float64 values are beyond float32 range (or NaN) and read as ±inf/NaN")
     except FcsError:
         raise
@@ -180,7 +190,7 @@ def read_fcs(
             # the matrix's own source is a keyword name: say which file it is in
             raise SpilloverError(path, f"keyword {exc.path}: {exc.reason}") from None
         warnings.append(f"spillover ignored: {exc.reason}")
-    data = FcsData(path, ds.version, ds.keywords, channels, events, spillover, warnings, dataset, start, length,
+    data = FcsData(path, ds.version, ds.keywords, channels, values, spillover, warnings, dataset, start, length,
                    sha256=digest)
     if linearize:
         _linearize(data)
