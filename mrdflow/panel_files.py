@@ -224,8 +224,11 @@ def resolve_markers(panel: Panel, tube: str, channels: Sequence[ChannelLike], *,
     """Map each marker of ``tube`` to the 0-based index of its channel in ``channels``.
 
     A marker with ``channel:`` set uses that $PnN (case-insensitive). Otherwise its name and aliases are compared
-    (case/spacing-insensitively) with every channel's $PnS first, then with $PnN. Returned keys are the marker
-    names as written in the panel.
+    (case/spacing-insensitively) with every channel's whole $PnS first, then its whole $PnN; failing both, with a
+    run of *words* of the $PnS, then of the $PnN — so a stain written with its fluorochrome or metal tag (``CD38
+    FITC``, ``CD138_Nd142``, ``BV421.CD27``, ``cyIgKappa APC``) still names its marker, while ``CD45RA`` never
+    names ``CD45`` (words are split at spaces and ``_ - . / ( ) : , ;``). Returned keys are the marker names as
+    written in the panel.
 
     Raises
     ------
@@ -249,7 +252,9 @@ def resolve_markers(panel: Panel, tube: str, channels: Sequence[ChannelLike], *,
             out[marker.name] = hits[0]
             continue
         cands = set(marker.candidates())
-        hits = [j for j, s in enumerate(stains) if s in cands] or [j for j, n in enumerate(names) if n in cands]
+        hits = ([j for j, s in enumerate(stains) if s in cands] or [j for j, n in enumerate(names) if n in cands]
+                or [j for j, c in enumerate(channels) if c.marker and _names_in_words(c.marker, cands)]
+                or [j for j, c in enumerate(channels) if _names_in_words(c.name, cands)])
         if not hits:
             available = ", ".join(f"{c.name}={c.marker}" if c.marker else c.name for c in channels)
             raise PanelError(
@@ -264,6 +269,15 @@ def resolve_markers(panel: Panel, tube: str, channels: Sequence[ChannelLike], *,
             )
         out[marker.name] = hits[0]
     return out
+
+
+_WORD_SPLIT = re.compile(r"[\s_\-./():,;]+")
+
+
+def _names_in_words(label: str, candidates: set[str]) -> bool:
+    """Whether a run of consecutive words of ``label`` (joined, normalised) is one of the ``candidates``."""
+    words = [w for w in _WORD_SPLIT.split(label.casefold()) if w]
+    return any("".join(words[i:j]) in candidates for i in range(len(words)) for j in range(i + 1, len(words) + 1))
 
 
 def resolve_dims(dims: Sequence[str], markers: Mapping[str, int], channels: Sequence[ChannelLike], *,

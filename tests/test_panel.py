@@ -72,6 +72,26 @@ def test_markers_resolve_by_stain_then_name_with_aliases(tmp_path):
     assert resolve_dims(["CD38", "fsc-a", "Time"], got, chans, where="t") == {"CD38": 1, "fsc-a": 0, "Time": 4}
 
 
+def test_stains_written_with_their_fluorochrome_or_metal_tag_name_their_marker(tmp_path):
+    panel = load_panel(write(tmp_path, BASE))
+    # real files: "CD38 FITC" (BD), "CD138_Nd142" (mass cytometry), "BV510.CD45" (exported columns)
+    tagged = [Ch("FSC-A", None), Ch("FITC-A", "CD38 FITC"), Ch("BV421-A", "CD138_Nd142"), Ch("V500-A", "BV510.CD45"),
+              Ch("PE-A", "CD45RA PE")]
+    assert resolve_markers(panel, "tube1", tagged) == {"CD38": 1, "CD138": 2, "CD45": 3}  # CD45RA is not CD45
+    # multi-word names and aliases inside a tagged stain; the marker in $PnN when there is no $PnS
+    got = resolve_markers(panel, "tube2", [Ch("FITC-A", "CD38 ME FITC"), Ch("APC-A", "cy Ig Kappa (APC)"),
+                                           Ch("APC-H7-A", "lambda")])
+    assert got == {"CD38": 0, "cyIgKappa": 1, "cyIgLambda": 2}
+    assert resolve_markers(panel, "tube1", [Ch("CD38 FITC-A", None), Ch("CD138 BV421-A", None),
+                                            Ch("CD45 V500-A", None)]) == {"CD38": 0, "CD138": 1, "CD45": 2}
+    # an exact stain wins over a tagged one; two tagged matches are ambiguous, as two exact ones are
+    assert resolve_markers(panel, "tube1", [Ch("a", "CD38 FITC"), Ch("b", "CD38"), Ch("c", "CD138"),
+                                            Ch("d", "CD45")])["CD38"] == 1
+    cd19 = load_panel(write(tmp_path, BASE.replace("[CD38, CD138, CD45]", "[CD19]")))
+    with pytest.raises(PanelError, match="matches several channels .*CD3_CD19, CD19_Nd142"):
+        resolve_markers(cd19, "tube1", [Ch("CD3_CD19", "CD3_CD19_Pr141"), Ch("CD19_Nd142", "CD19_Nd142")])
+
+
 def test_transform_defaults_and_overrides(tmp_path):
     text = BASE.replace("    markers: [CD38, CD138, CD45]",
                         "    markers: [CD38, CD138, CD45]\n    transforms: {CD45: {type: logicle, W: 1.0}}")

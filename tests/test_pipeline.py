@@ -141,6 +141,22 @@ def test_clone_split_over_both_tubes_is_called_from_the_pooled_backbone(demo_pan
     assert result.mrd_status == "POSITIVE_BELOW_LLOQ"  # ≥ LOD (20) events, < LLOQ (50)
 
 
+def test_stains_tagged_with_their_fluorochrome_give_the_same_result(demo_panel, demo01, tmp_path):
+    """Real files often write $PnS as "CD38 FITC" or "CD138_BV421": the demo panel still finds every marker."""
+    from batch_data import rewrite
+    from mrdflow.fcs import read_fcs
+
+    paths = []
+    for t in ("T1", "T2"):
+        src = DEMO / f"DEMO01_{t}.fcs"
+        tagged = [f"{c.marker} {c.name.removesuffix('-A')}" if c.marker else None for c in read_fcs(src).channels]
+        paths.append(rewrite(src, tmp_path / f"TAG01_{t}.fcs", markers=tagged))
+    assert read_fcs(paths[0]).channels[6].marker.count(" ") == 1
+    result = analyze_sample(paths, demo_panel)
+    assert (result.n_aberrant_pc, result.n_events_evaluable, result.mrd_status) == \
+        (demo01[0].n_aberrant_pc, demo01[0].n_events_evaluable, demo01[0].mrd_status)
+
+
 def test_hemodiluted_marrow_is_flagged(demo_panel):
     result = analyze_sample(files("DEMO04"), demo_panel)
     assert result.hemodilution == "suspected"
