@@ -323,6 +323,9 @@ class Panel(_Model):
     samples: dict[str, SampleOverride] = {}
     mrd: MrdSettings = MrdSettings()
     qc: QcSettings = QcSettings()
+    #: template dimension → the $PnN that holds it, for scatter/Time channels an instrument names its own way
+    #: (e.g. ``{FSC-A: FS INT LIN}``); needed only where the built-in scatter naming is ambiguous
+    dimensions: dict[str, str] = {}
     output_dir: Path = Path("results")
     #: results store shared by runs (SQLite); None = ``mrdflow.sqlite`` in the run's output folder
     store: Optional[Path] = None

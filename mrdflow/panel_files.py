@@ -20,7 +20,7 @@ from mrdflow.panel import Panel, TransformSpec, normalize_marker
 
 __all__ = [
     "SampleFiles", "SpecimenCall", "find_files", "group_files", "text_keywords", "resolve_specimen", "resolve_markers", "resolve_dims", "channel_transforms",
-    "is_scatter", "is_time", "linear_top", "linear_value",
+    "is_scatter", "is_time", "time_channel", "scatter_dimension", "linear_top", "linear_value",
 ]
 
 
@@ -281,17 +281,34 @@ def _names_in_words(label: str, candidates: set[str]) -> bool:
 
 
 def resolve_dims(dims: Sequence[str], markers: Mapping[str, int], channels: Sequence[ChannelLike], *,
-                 where: str, file: str | Path = "<file>") -> dict[str, int]:
-    """Column index of each template dimension: a panel marker name first, then a $PnN (scatter, Time)."""
+                 where: str, file: str | Path = "<file>",
+                 dimensions: Mapping[str, str] | None = None) -> dict[str, int]:
+    """Column index of each template dimension: the panel's ``dimensions`` mapping (dimension → $PnN) first,
+    then a panel marker name, then a $PnN, then — for a scatter dimension (``FSC-A``, ``SSC-H``, ...) — the one
+    channel the instrument names that way (:func:`scatter_dimension`: ``FS INT LIN`` on a Navios, ``FSC LinA``
+    on a MoFlo, ``FSC-Area``, ...; a linear channel is preferred over a log one of the same signal)."""
     by_marker = {normalize_marker(k): v for k, v in markers.items()}
     by_name = {normalize_marker(c.name): j for j, c in enumerate(channels)}
+    mapped = {normalize_marker(k): v for k, v in (dimensions or {}).items()}
     out: dict[str, int] = {}
     for d in dims:
         key = normalize_marker(d)
-        if key in by_marker:
+        if key in mapped:
+            if normalize_marker(mapped[key]) not in by_name:
+                raise PanelError(f"{where}: dimension {d!r} is mapped to channel {mapped[key]!r} (panel field "
+                                 f"'dimensions'), which file {file} lacks ({', '.join(c.name for c in channels)})")
+            out[d] = by_name[normalize_marker(mapped[key])]
+        elif key in by_marker:
             out[d] = by_marker[key]
         elif key in by_name:
             out[d] = by_name[key]
+        elif (hits := _scatter_channels(d, channels)) and len(hits) == 1:
+            out[d] = hits[0]
+        elif hits:
+            raise PanelError(
+                f"{where}: dimension {d!r} matches several scatter channels of file {file} "
+                f"({', '.join(channels[j].name for j in hits)}); say which in the panel: dimensions: {{{d}: NAME}}"
+            )
         else:
             raise PanelError(
                 f"{where}: dimension {d!r} is neither a marker of the tube ({', '.join(markers)}) nor a channel "
@@ -300,13 +317,68 @@ def resolve_dims(dims: Sequence[str], markers: Mapping[str, int], channels: Sequ
     return out
 
 
+_SCATTER_HEAD = re.compile(r"(fsc|ssc|fs|ss)(a|h|w)?")
+_SCATTER_SIGNAL = {"a": "A", "area": "A", "int": "A", "integral": "A", "h": "H", "height": "H", "peak": "H",
+                   "w": "W", "width": "W", "tof": "W"}
+
+
+def scatter_dimension(name: str) -> tuple[str, bool] | None:
+    """The scatter signal a $PnN stands for across instruments — ``("FSC-A", is_log)`` — or None.
+
+    ``FSC-A``, ``FSCA``, ``FSC-Area``, ``FSC LinA``, ``FSC.ALin``, ``FS INT LIN`` (Navios), ``FS Lin`` / ``FS``
+    (one scatter signal: the area) → ``FSC-A``; ``FSC-H``, ``FSC-Height``, ``FS PEAK LIN``, ``FSC.HLin`` →
+    ``FSC-H``; width / time-of-flight → ``-W``; the same for SSC / SS. Other scatter detectors (``SSC-B-A``,
+    ``SSC6-Area``, ``405nm SSC``) and anything else give None.
+    """
+    words = [w for w in _WORD_SPLIT.split(name.casefold()) if w]
+    if not words or not (head := _SCATTER_HEAD.fullmatch(words[0])):
+        return None
+    signals = {head.group(2).upper()} if head.group(2) else set()
+    is_log = False
+    for w in words[1:]:
+        for amp in ("lin", "log"):
+            if w.startswith(amp) or w.endswith(amp):
+                is_log = is_log or amp == "log"
+                w = w[3:] if w.startswith(amp) else w[:-3]
+                break
+        if not w:
+            continue
+        if w not in _SCATTER_SIGNAL:
+            return None
+        signals.add(_SCATTER_SIGNAL[w])
+    if len(signals) > 1:
+        return None
+    kind = "FSC" if head.group(1).startswith("f") else "SSC"
+    return f"{kind}-{signals.pop() if signals else 'A'}", is_log
+
+
+def _scatter_channels(dim: str, channels: Sequence[ChannelLike]) -> list[int]:
+    """Channels standing for the scatter dimension ``dim`` (linear ones only, when there are any)."""
+    want = scatter_dimension(dim)
+    if want is None:
+        return []
+    hits = [(j, sd[1]) for j, c in enumerate(channels) if (sd := scatter_dimension(c.name)) and sd[0] == want[0]]
+    linear = [j for j, is_log in hits if not is_log]
+    return linear or [j for j, _ in hits]
+
+
 def is_scatter(name: str) -> bool:
-    """Forward/side scatter parameter by $PnN convention (FSC-A, SSC-H, ...)."""
-    return normalize_marker(name)[:3] in {"fsc", "ssc"}
+    """Forward/side scatter parameter by $PnN convention (FSC-A, SSC-H, SSC-B-A, FS INT LIN, SS Log, ...)."""
+    return normalize_marker(name)[:3] in {"fsc", "ssc"} or re.match(r"(fs|ss)(?![a-z])", name.casefold()) is not None
+
+
+#: $PnN of a time channel: ``Time`` (FCS 3.1), ``HDR-T`` (Beckman Coulter's high-resolution time)
+_TIME_NAMES = ("time", "hdrt")
 
 
 def is_time(name: str) -> bool:
-    return normalize_marker(name) == "time"
+    return normalize_marker(name) in _TIME_NAMES
+
+
+def time_channel(names: Sequence[str]) -> int | None:
+    """Index of the time channel among $PnN ``names``: ``Time`` first, else ``HDR-T``; None without one."""
+    keys = [normalize_marker(n) for n in names]
+    return next((keys.index(t) for t in _TIME_NAMES if t in keys), None)
 
 
 def channel_transforms(panel: Panel, tube: str, channels: Sequence[ChannelLike],

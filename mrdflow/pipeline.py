@@ -208,7 +208,7 @@ def _gate_tube(panel: Panel, template, tube: str, path: Path, *, plot_data: bool
                hashes: dict[str, str] | None = None) -> _TubeStage:
     from mrdflow.fcs import read_fcs
     from mrdflow.gating.engine import gate_events
-    from mrdflow.panel_files import is_time
+    from mrdflow.panel_files import time_channel
     from mrdflow.tube import prepare_tube
 
     # column-major events: every gate / QC pass reads only its own channels' memory
@@ -222,7 +222,7 @@ def _gate_tube(panel: Panel, template, tube: str, path: Path, *, plot_data: bool
     marker_cols = {m: c for m, c in setup.markers.items()}
 
     # time / flow-rate QC before any gate
-    time_col = next((c.index for c in fcs.channels if is_time(c.name)), None)
+    time_col = time_channel([c.name for c in fcs.channels])
     tq = None
     warnings = list(setup.warnings)
     if panel.qc.time.enabled and time_col is not None and n > 0:

@@ -68,7 +68,7 @@ def check_tube(panel: Panel, tube: str, fcs: Any, template: Template) -> TubeSet
     template, dropped = tube_template(panel, tube, template, markers, channels)
     try:
         index = resolve_dims(template.dims(), markers, channels, where=f"{template.source or '<template>'}",
-                             file=file)
+                             file=file, dimensions=panel.dimensions)
     except PanelError as exc:
         raise TemplateError(str(exc)) from None
     transforms: dict[str, Transform] = {}

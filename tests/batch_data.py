@@ -88,14 +88,20 @@ def copy_sample(src_id: str, dst_id: str, fcs_dir: Path) -> None:
         shutil.copyfile(SAMPLE_FCS / f"{src_id}_{t}.fcs", fcs_dir / f"{dst_id}_{t}.fcs")
 
 
-def rewrite(src: Path, dst: Path, *, events=None, markers=None, spillover="keep", keywords=None) -> Path:
-    """Re-write an FCS file with some part replaced (events, $PnS markers, spillover, keywords)."""
+def rewrite(src: Path, dst: Path, *, events=None, markers=None, spillover="keep", keywords=None,
+            rename=None) -> Path:
+    """Re-write an FCS file with some part replaced (events, $PnS markers, spillover, keywords, $PnN names by
+    ``rename`` — old → new; the spillover keeps naming the same channels)."""
     from mrdflow.fcs import read_fcs, write_fcs
 
     fcs = read_fcs(src)
     kw = {k: str(fcs.keywords[k]) for k in _KEEP_KEYWORDS if k in fcs.keywords}
     kw.update(keywords or {})
-    return write_fcs(dst, fcs.events if events is None else events, [c.name for c in fcs.channels],
+    rename = rename or {}
+    if spillover == "keep" and fcs.spillover is not None and rename:
+        from dataclasses import replace
+        spillover = replace(fcs.spillover, channels=tuple(rename.get(c, c) for c in fcs.spillover.channels))
+    return write_fcs(dst, fcs.events if events is None else events, [rename.get(c.name, c.name) for c in fcs.channels],
                      markers=markers if markers is not None else [c.marker for c in fcs.channels],
                      spillover=fcs.spillover if spillover == "keep" else spillover, keywords=kw,
                      ranges=[c.range for c in fcs.channels])

@@ -10,7 +10,8 @@ import pytest
 
 from mrdflow.errors import PanelError
 from mrdflow.panel import load_panel
-from mrdflow.panel_files import channel_transforms, find_files, group_files, resolve_dims, resolve_markers
+from mrdflow.panel_files import (channel_transforms, find_files, group_files, is_scatter, is_time, resolve_dims,
+                                 resolve_markers, scatter_dimension, time_channel)
 
 TEMPLATE = "populations:\n  cells:\n    dims: [FSC-A]\n    gate: {type: range, min: 0.1}\n"
 
@@ -90,6 +91,40 @@ def test_stains_written_with_their_fluorochrome_or_metal_tag_name_their_marker(t
     cd19 = load_panel(write(tmp_path, BASE.replace("[CD38, CD138, CD45]", "[CD19]")))
     with pytest.raises(PanelError, match="matches several channels .*CD3_CD19, CD19_Nd142"):
         resolve_markers(cd19, "tube1", [Ch("CD3_CD19", "CD3_CD19_Pr141"), Ch("CD19_Nd142", "CD19_Nd142")])
+
+
+@pytest.mark.parametrize("name, dim", [
+    ("FSC-A", ("FSC-A", False)), ("FSCA", ("FSC-A", False)), ("FSC-Area", ("FSC-A", False)),
+    ("FS INT LIN", ("FSC-A", False)), ("FS Lin", ("FSC-A", False)), ("FS", ("FSC-A", False)),
+    ("FSC LinA", ("FSC-A", False)), ("FSC LogA", ("FSC-A", True)), ("FSC.HLin", ("FSC-H", False)),
+    ("FS PEAK LIN", ("FSC-H", False)), ("FSC-Height", ("FSC-H", False)), ("FS TOF LIN", ("FSC-W", False)),
+    ("SS INT LIN", ("SSC-A", False)), ("SS Log", ("SSC-A", True)), ("SSC-H", ("SSC-H", False)),
+    ("SSC-B-A", None), ("SSC6-Area", None), ("405nm SSC LogH", None), ("FITC-A", None), ("SSEA4", None),
+    ("Time", None),
+])
+def test_scatter_channel_names_of_every_instrument(name, dim):
+    assert scatter_dimension(name) == dim
+    assert is_scatter(name) == (dim is not None or name in ("SSC-B-A", "SSC6-Area"))
+
+
+def test_scatter_dimensions_resolve_to_the_instruments_channel_or_ask(tmp_path):
+    navios = [Ch("FS INT LIN", None), Ch("FS PEAK LIN", None), Ch("SS INT LIN", None), Ch("HDR-T", None)]
+    assert resolve_dims(["FSC-A", "FSC-H", "SSC-A"], {}, navios, where="t") == {"FSC-A": 0, "FSC-H": 1, "SSC-A": 2}
+    # a linear and a log copy of the same signal: the linear one
+    moflo = [Ch("FSC LogA", None), Ch("FSC LinA", None)]
+    assert resolve_dims(["FSC-A"], {}, moflo, where="t") == {"FSC-A": 1}
+    # two linear candidates: an error that says how to choose, and the panel's choice
+    two = [Ch("FS Lin", None), Ch("FS INT LIN", None)]
+    with pytest.raises(PanelError, match=r"several scatter channels .*FS Lin, FS INT LIN.*dimensions: \{FSC-A: NAME\}"):
+        resolve_dims(["FSC-A"], {}, two, where="t")
+    mapped = load_panel(write(tmp_path, BASE + "dimensions: {FSC-A: fs int lin}\n")).dimensions
+    assert resolve_dims(["FSC-A"], {}, two, where="t", dimensions=mapped) == {"FSC-A": 1}
+    with pytest.raises(PanelError, match="mapped to channel 'FSC-A'.*lacks"):
+        resolve_dims(["FSC-A"], {}, two, where="t", dimensions={"FSC-A": "FSC-A"})
+    # the time channel: Time first, else Beckman Coulter's HDR-T
+    assert is_time("HDR-T") and is_time("TIME") and not is_time("TIME2")
+    assert time_channel(["HDR-T", "FSC-A", "Time"]) == 2 and time_channel(["HDR-T", "FSC-A"]) == 0
+    assert time_channel(["FSC-A"]) is None
 
 
 def test_transform_defaults_and_overrides(tmp_path):

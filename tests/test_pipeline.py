@@ -157,6 +157,25 @@ def test_stains_tagged_with_their_fluorochrome_give_the_same_result(demo_panel, 
         (demo01[0].n_aberrant_pc, demo01[0].n_events_evaluable, demo01[0].mrd_status)
 
 
+@pytest.mark.parametrize("style", ["navios", "moflo"])
+def test_scatter_and_time_named_the_instruments_way_give_the_same_result(demo_panel, demo01, tmp_path, style):
+    """Beckman Coulter Navios names its scatter FS INT LIN / FS PEAK LIN / SS INT LIN / SS PEAK LIN and its time
+    HDR-T, a MoFlo FSC LinA / FSC LinH, others SSC.ALin or SSC-Height: the template's FSC-A, FSC-H, SSC-A, SSC-H
+    and the time QC find them, with the same result."""
+    from batch_data import rewrite
+
+    rename = {"navios": {"FSC-A": "FS INT LIN", "FSC-H": "FS PEAK LIN", "SSC-A": "SS INT LIN",
+                         "SSC-H": "SS PEAK LIN", "Time": "HDR-T"},
+              "moflo": {"FSC-A": "FSC LinA", "FSC-H": "FSC LinH", "SSC-A": "SSC.ALin", "SSC-H": "SSC-Height"}}[style]
+    paths = [rewrite(DEMO / f"DEMO01_{t}.fcs", tmp_path / f"{style.upper()}01_{t}.fcs", rename=rename)
+             for t in ("T1", "T2")]
+    result = analyze_sample(paths, demo_panel)
+    base = demo01[0]
+    assert (result.n_aberrant_pc, result.n_events_evaluable, result.mrd_status) == \
+        (base.n_aberrant_pc, base.n_events_evaluable, base.mrd_status)
+    assert "time_qc_not_done" not in result.qc_flags
+
+
 def test_hemodiluted_marrow_is_flagged(demo_panel):
     result = analyze_sample(files("DEMO04"), demo_panel)
     assert result.hemodilution == "suspected"
