@@ -552,7 +552,7 @@ def _sample_result(panel: Panel, sid: str, paths: list[Path], tubes: list[TubeAn
                 flags.append(f)
         for w in t.details["warnings"]:
             key = w.split(":")[0]
-            if key in ("spillover_missing", "time_qc_not_done") and key not in flags:
+            if key in ("spillover_missing", "time_qc_not_done", "step_skipped") and key not in flags:
                 flags.append(key)
 
     details: dict[str, Any] = {

@@ -65,7 +65,8 @@ def check_tube(panel: Panel, tube: str, fcs: Any, template: Template) -> TubeSet
     file = getattr(fcs, "path", "<file>")
     channels = fcs.channels
     markers = resolve_markers(panel, tube, channels, file=file)
-    template, dropped = tube_template(panel, tube, template, markers, channels)
+    warnings: list[str] = []
+    template, dropped = tube_template(panel, tube, template, markers, channels, warnings)
     try:
         index = resolve_dims(template.dims(), markers, channels, where=f"{template.source or '<template>'}",
                              file=file, dimensions=panel.dimensions)
@@ -77,7 +78,6 @@ def check_tube(panel: Panel, tube: str, fcs: Any, template: Template) -> TubeSet
             transforms[name] = transform_from_dict({"kind": kind, **params})
         except MrdflowError as exc:
             raise PanelError(f"{src}: transform of channel {name} (tube {tube}, file {file}): {exc}") from None
-    warnings: list[str] = []
     spill = _spillover(panel, fcs, channels, warnings)
     upper: dict[str, float] = {}
     for dim, col in index.items():
@@ -89,19 +89,38 @@ def check_tube(panel: Panel, tube: str, fcs: Any, template: Template) -> TubeSet
                      upper_limits=upper, warnings=warnings, template=template, dropped=dropped)
 
 
-def tube_template(panel: Panel, tube: str, template: Template, markers, channels) -> tuple[Template, list[str]]:
+def tube_template(panel: Panel, tube: str, template: Template, markers, channels,
+                  warnings: list[str] | None = None) -> tuple[Template, list[str]]:
     """The part of ``template`` this tube can evaluate.
 
     Populations whose dimensions are markers the panel lists for *another* tube only (e.g. CD117 in NGF tube 1,
-    cyIgKappa in tube 2) are dropped with their descendants; any other unresolvable dimension stays and is
-    reported as an error by the dimension check (a typo is never silently dropped).
+    cyIgKappa in tube 2) are dropped with their descendants. An ``optional`` population (a QC step such as the
+    FSC-A/FSC-H singlet gate) needing a dimension the file lacks passes its parent's events on, with a message
+    added to ``warnings``. Any other unresolvable dimension stays and is reported as an error by the dimension
+    check (a typo is never silently dropped).
     """
     from mrdflow.panel import normalize_marker
 
     here = {normalize_marker(m) for m in markers} | {normalize_marker(c.name) for c in channels}
     elsewhere = {normalize_marker(m.name) for t, spec in panel.tubes.items() if t != tube for m in spec.markers}
     missing = {d for d in template.dims() if normalize_marker(d) not in here and normalize_marker(d) in elsewhere}
-    return template.without_dims(missing)
+    template, dropped = template.without_dims(missing)
+    optional_dims = {d for node in template.nodes.values() if node.optional for d in node.dims}
+    absent = set()
+    for d in optional_dims:
+        try:
+            resolve_dims([d], markers, channels, where="", dimensions=panel.dimensions)
+        except PanelError:
+            absent.add(d)
+    before = template
+    template, passed = template.passing_through(absent)
+    if warnings is not None:
+        for name in passed:
+            node = before.nodes[name]
+            lacking = " / ".join(d for d in node.dims if d in absent)
+            warnings.append(f"step_skipped: population {name!r} keeps every event of {node.parent!r}: the file "
+                            f"has no {lacking} channel")
+    return template, dropped
 
 
 def _spillover(panel: Panel, fcs: Any, channels, warnings: list[str]):

@@ -176,6 +176,33 @@ def test_scatter_and_time_named_the_instruments_way_give_the_same_result(demo_pa
     assert "time_qc_not_done" not in result.qc_flags
 
 
+def test_files_without_height_channels_skip_the_singlet_steps_and_say_so(demo_panel, demo01, tmp_path):
+    """Some exports have FSC-A/SSC-A only: the optional FSC-A/FSC-H and SSC-A/SSC-H singlet gates pass every
+    event on (doublets stay in the denominator), and the result carries the step_skipped flag and why."""
+    from batch_data import _KEEP_KEYWORDS
+    from mrdflow.fcs import read_fcs, write_fcs
+
+    paths = []
+    for t in ("T1", "T2"):
+        fcs = read_fcs(DEMO / f"DEMO01_{t}.fcs")
+        keep = [j for j, c in enumerate(fcs.channels) if c.name not in ("FSC-H", "SSC-H")]
+        out = tmp_path / f"NOH01_{t}.fcs"
+        write_fcs(out, np.ascontiguousarray(fcs.events[:, keep]), [fcs.channels[j].name for j in keep],
+                  markers=[fcs.channels[j].marker for j in keep], spillover=fcs.spillover,
+                  keywords={k: str(fcs.keywords[k]) for k in _KEEP_KEYWORDS if k in fcs.keywords},
+                  ranges=[fcs.channels[j].range for j in keep])
+        paths.append(out)
+    result = analyze_sample(paths, demo_panel)
+    base = demo01[0]
+    assert result.status == "ok" and "step_skipped" in result.qc_flags
+    warnings = result.details["tubes"]["tube1"]["warnings"]
+    assert any("'singlets'" in w and "no FSC-H" in w for w in warnings), warnings
+    assert any("'singlets_ssc'" in w and "no SSC-H" in w for w in warnings), warnings
+    # the doublets the singlet gates removed now count: more evaluable events, the same clone found
+    assert result.n_events_evaluable > base.n_events_evaluable
+    assert result.mrd_status == base.mrd_status and abs(result.n_aberrant_pc / base.n_aberrant_pc - 1) < 0.05
+
+
 def test_hemodiluted_marrow_is_flagged(demo_panel):
     result = analyze_sample(files("DEMO04"), demo_panel)
     assert result.hemodilution == "suspected"

@@ -115,6 +115,9 @@ TEMPLATE_MISTAKES = [
     ("cluster target wrong length", _edit([P, "pc"], {"parent": "cells", "dims": ["CD38", "CD138"],
                                                        "method": "cluster", "args": {"target": [1]}}),
      ["'args'", "target has 1 coordinate(s), expected 2"]),
+    ("optional not a boolean", _edit([P, "cells", "optional"], "yes"), ["'cells'", "'optional'", "true or false"]),
+    ("optional at the top", _edit([P, "singlets", "optional"], True), ["'singlets'", "'optional'", "with a parent"]),
+    ("optional boolean", _edit([P, "odd", "optional"], True), ["'odd'", "'optional'", "gate or method"]),
     ("reference and model both", _edit([P, "aberrant", "args", "model"], {"mean": [0, 0], "covariance": [[1, 0], [0, 1]]}),
      ["exactly one of 'reference'"]),
 ]
@@ -194,3 +197,19 @@ def _render(tree):
 @given(_trees)
 def test_boolean_parser_round_trip(tree):
     assert _flatten(parse_boolean(_render(tree))) == _flatten(tree)
+
+
+def test_an_optional_step_lacking_a_dimension_passes_its_parents_events_on():
+    data = yaml.safe_load(GOOD)
+    data[P]["cells"]["optional"] = True
+    t = template_from_dict(data)
+    assert t.nodes["cells"].optional and not t.nodes["pc"].optional
+    same, none = t.passing_through({"CD19"})  # cells needs FSC-A and SSC-A only
+    assert same is t and none == []
+    passed, changed = t.passing_through({"SSC-A"})
+    assert changed == ["cells"]
+    node = passed.nodes["cells"]
+    assert node.kind == "boolean" and node.boolean == ("ref", "singlets") and node.dims == ()
+    assert node.roles == ("evaluable",) and "SSC-A missing" in node.description
+    assert list(passed.nodes) == list(t.nodes) and passed.nodes["pc"] is t.nodes["pc"]
+    assert "SSC-A" not in passed.dims()

@@ -14,8 +14,9 @@ exactly one of
 ``method``   an adaptive method (:mod:`mrdflow.gating.adaptive`) with ``args:``;
 ``boolean``  an expression over other populations with ``and``, ``or``, ``not`` and parentheses
              (``"cd19_neg or cd56_pos"``), evaluated within the parent;
-and optionally ``roles`` (what downstream code reads: ``evaluable``, ``plasma_cell``, ``aberrant_pc``, ...)
-and ``description``.
+and optionally ``roles`` (what downstream code reads: ``evaluable``, ``plasma_cell``, ``aberrant_pc``, ...),
+``description``, and ``optional: true`` — a QC step (e.g. the FSC-A/FSC-H singlet gate) that, on a file lacking
+one of its dimensions, passes every parent event on instead of failing the file (the analysis says so).
 
 Every mistake is a :class:`~mrdflow.errors.TemplateError` naming the file, the node, the field and its line.
 """
@@ -52,7 +53,7 @@ _GATE_FIELDS: dict[str, tuple[set[str], tuple[int, int | None]]] = {
     "ellipse": ({"mean", "covariance", "distance_square"}, (2, None)),
     "quadrant": ({"dividers", "quadrant"}, (2, 2)),
 }
-_NODE_FIELDS = {"parent", "dims", "gate", "method", "args", "boolean", "roles", "description"}
+_NODE_FIELDS = {"parent", "dims", "gate", "method", "args", "boolean", "roles", "description", "optional"}
 #: population names are GatingML ids (xs:ID), so they can be exported as they are
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-.]*$")
 
@@ -72,6 +73,7 @@ class Node:
     roles: tuple[str, ...] = ()
     description: str = ""
     depth: int = 1
+    optional: bool = False
 
     def references(self) -> list[str]:
         """Other populations this node needs besides its parent (boolean operands, reference populations)."""
@@ -116,6 +118,22 @@ class Template:
         kept = {n: node for n, node in self.nodes.items() if n not in dropped}
         return (Template(name=self.name, nodes=kept, source=self.source),
                 [n for n in self.nodes if n in dropped])
+
+    def passing_through(self, missing: "set[str] | frozenset[str]") -> tuple["Template", list[str]]:
+        """This template with every ``optional`` population that needs a dimension in ``missing`` turned into a
+        step that keeps all of its parent's events (a boolean of the parent alone); returns the template and the
+        names so changed. A top-level optional population cannot pass through and is left as it is."""
+        missing = set(missing)
+        changed = [n for n, node in self.nodes.items()
+                   if node.optional and node.parent != ROOT and set(node.dims) & missing]
+        if not changed:
+            return self, []
+        nodes = {n: (Node(name=n, parent=node.parent, dims=(), kind="boolean", boolean=("ref", node.parent),
+                          roles=node.roles, description=f"{node.description} [passed through: dimension(s) "
+                          f"{', '.join(d for d in node.dims if d in missing)} missing]".strip(),
+                          depth=node.depth, optional=True)
+                     if n in changed else node) for n, node in self.nodes.items()}
+        return Template(name=self.name, nodes=nodes, source=self.source), changed
 
     def dims(self) -> list[str]:
         """Every dimension any node uses (first-use order)."""
@@ -370,8 +388,14 @@ def template_from_dict(data: Mapping[str, Any], *, source: str | Path = "<templa
                 node_kw["boolean"] = parse_boolean(expr)
             except ValueError as exc:
                 raise ctx.error(name, "boolean", f"cannot parse {expr!r}: {exc}") from None
+        optional = spec.get("optional", False)
+        if not isinstance(optional, bool):
+            raise ctx.error(name, "optional", f"expected true or false, found {optional!r}")
+        if optional and (kind == "boolean" or parent == ROOT):
+            raise ctx.error(name, "optional", "only a gate or method population with a parent can be optional "
+                                              "(it then passes its parent's events on when a dimension is missing)")
         raw[name] = Node(name=name, parent=parent, dims=tuple(dims), kind=kind, roles=tuple(roles),
-                         description=str(spec.get("description", "")), **node_kw)
+                         description=str(spec.get("description", "")), optional=optional, **node_kw)
 
     # references: parents and operands must exist
     for node in raw.values():
