@@ -60,6 +60,10 @@ REFERENCE_ROLES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 }
 #: the bone-marrow-restricted roles judged for hemodilution
 HEMODILUTION_ROLES = ("mast_cell", "bcp", "nrbc", "myeloid_precursor")
+#: reference roles not used in a blood specimen: normal blood has no CD117+ mast cells or myeloid precursors, so
+#: what a gate finds there (the CD117-dim edge of the granulocytes) is no CD117-positive reference — CD117 is then
+#: not judged (a warning says so)
+NOT_BLOOD_REFERENCES = ("mast_cell", "myeloid_precursor")
 #: events per tube kept for the report's plots
 PLOT_EVENTS = 100_000
 #: events of a reference population used for its median/spread (a seeded subsample beyond this)
@@ -155,6 +159,7 @@ def analyze_sample_tubes(files: Sequence[str | Path], panel: Panel | str | Path,
     for tube, path in group.tubes.items():
         try:
             stages.append(_gate_tube(panel, template, tube, path, plot_data=plot_data, seed=_seed(sid, tube),
+                                     blood=specimen_call.specimen == "peripheral_blood",
                                      hashes=hashes))
         except FcsError:
             raise
@@ -204,7 +209,7 @@ class _TubeStage:
     plot: Any = None  # (TubePlotData with every PC drawn, rows of the subsample, rows of the PCs) or None
 
 
-def _gate_tube(panel: Panel, template, tube: str, path: Path, *, plot_data: bool, seed: int,
+def _gate_tube(panel: Panel, template, tube: str, path: Path, *, plot_data: bool, seed: int, blood: bool = False,
                hashes: dict[str, str] | None = None) -> _TubeStage:
     from mrdflow.fcs import read_fcs
     from mrdflow.gating.engine import gate_events
@@ -283,7 +288,8 @@ def _gate_tube(panel: Panel, template, tube: str, path: Path, *, plot_data: bool
               and NORMAL_PC_PATTERN[m].expected != "any"]
     cols = [marker_cols[_find_marker(marker_cols, m)] for m in judged]
     pcs = gather_rows(ev, pc_idx, cols) if cols else np.empty((pc_idx.size, 0), np.float32)
-    references, ref_sources = _references(ev, judged, cols, pcs, role_mask, seed)
+    references, ref_sources = _references(ev, judged, cols, pcs, role_mask, seed,
+                                          skip_roles=NOT_BLOOD_REFERENCES if blood else ())
     ref_warnings = [f"{m}: no reference population with {_MIN_REFERENCE_EVENTS}+ events "
                     f"({' / '.join(REFERENCE_ROLES[m][0])} vs {' / '.join(REFERENCE_ROLES[m][1])}); marker not used"
                     for m in judged if m in REFERENCE_ROLES and m not in references]
@@ -399,8 +405,10 @@ def _find_marker(marker_cols: Mapping[str, int], name: str) -> str | None:
     return next((m for m in marker_cols if normalize_marker(m) == key), None)
 
 
-def _references(ev: np.ndarray, judged: list[str], cols: list[int], pcs: np.ndarray, role_mask, seed: int):
-    """Per judged marker, its negative/positive reference values from the tube's reference populations."""
+def _references(ev: np.ndarray, judged: list[str], cols: list[int], pcs: np.ndarray, role_mask, seed: int,
+                skip_roles: Sequence[str] = ()):
+    """Per judged marker, its negative/positive reference values from the tube's reference populations (not
+    from ``skip_roles``)."""
     rng = np.random.default_rng(seed)
     cache: dict[str, np.ndarray | None] = {}
 
@@ -430,6 +438,8 @@ def _references(ev: np.ndarray, judged: list[str], cols: list[int], pcs: np.ndar
         for roles in (neg_roles, pos_roles):
             found = None
             for role in roles:
+                if role in skip_roles:
+                    continue
                 if role == "plasma_cell_bright":
                     v = pcs[:, j]
                     if v.size >= 4 * _MIN_REFERENCE_EVENTS:

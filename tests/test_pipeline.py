@@ -216,11 +216,13 @@ def test_blood_panel_reports_circulating_plasma_cells_and_pcl():
     assert abs(result.details["pct_circulating_pc"] / true_pct - 1) < 0.10
     assert result.details["ppcl"] is True and "pcl_criterion_met" in result.qc_flags
     assert result.hemodilution == "not_assessed"
-    # no CD117+ precursors or mast cells in blood: CD117 has no positive reference and is not judged (said so)
+    # no CD117+ precursors or mast cells in blood: what the gates find there (the CD117-dim edge of the
+    # granulocytes) is a sliver, and not taken as a CD117-positive reference: CD117 is not judged (said so)
     rows = {(p.tube, p.population): p.count for p in result.populations}
     n_eval = result.details["tubes"]["tube1"]["n_events_evaluable"]
-    assert rows[("tube1", "mast_cells")] + rows[("tube1", "myeloid_precursors")] < 1e-4 * n_eval
+    assert rows[("tube1", "mast_cells")] + rows[("tube1", "myeloid_precursors")] < 0.002 * n_eval
     assert any(w.startswith("CD117: no reference") for w in result.details["tubes"]["tube1"]["warnings"])
+    assert "CD117" not in result.details["tubes"]["tube1"]["phenotype"]["boundaries"]
 
 
 def test_sample_id_override(demo_panel):
