@@ -301,7 +301,7 @@ def _gate_tube(panel: Panel, template, tube: str, path: Path, *, plot_data: bool
         chain[lambda_m[pc_idx] & ~kappa_m[pc_idx]] = LAMBDA
     plot = None
     if plot_data:
-        plot = _plot_data(tube, fcs, res, pc_idx, tq, seed)
+        plot = _plot_data(tube, fcs, res, pc_idx, tq, seed, names={**setup.markers, **setup.index})
         plot[0].axis_units = {c.marker or c.name: setup.transforms[c.name].kind for c in fcs.channels
                               if c.name in setup.transforms}
     return _TubeStage(tube=tube, path=path, n_events=n, n_eval=n_eval, steps=steps,
@@ -496,7 +496,8 @@ def _phenotype_details(pheno: PhenotypeResult, sources: Mapping[str, tuple[str, 
     return {"clusters": clusters, "boundaries": bounds}
 
 
-def _plot_data(tube: str, fcs, res, pc_idx: np.ndarray, tq, seed: int) -> tuple[TubePlotData, np.ndarray, np.ndarray]:
+def _plot_data(tube: str, fcs, res, pc_idx: np.ndarray, tq, seed: int,
+               names: Mapping[str, int] | None = None) -> tuple[TubePlotData, np.ndarray, np.ndarray]:
     """Plot data of a tube before the phenotype call: a random subsample plus every plasma cell (the clone's
     events are rare: every called aberrant PC must be drawn); :func:`_plot_labels` keeps the subsample and the
     aberrant PCs once the call is made. Returns the data and, per drawn row, whether it is in the subsample and
@@ -512,16 +513,19 @@ def _plot_data(tube: str, fcs, res, pc_idx: np.ndarray, tq, seed: int) -> tuple[
     hit[hit] = pc_idx[where[hit]] == idx[hit]
     pc_pos[hit] = where[hit]
     labels = res.labels.astype(np.uint16)
-    names = list(res.label_names)
-    names += ["aberrant_pc", "normal_pc"]
+    label_names = [*res.label_names, "aberrant_pc", "normal_pc"]
+    # each column named as the panel and template call it (a stain "CD38 FITC" is the marker CD38, a Navios
+    # "FS INT LIN" the dimension FSC-A), so the plots find it; other columns by $PnS, else $PnN
     columns = [c.marker or c.name for c in fcs.channels]
+    for name, col in (names or {}).items():
+        columns[col] = name
     trace: dict[str, Any] = {}
     if tq is not None:
         trace = {"bin_start": tq.bin_start.tolist(), "bin_end": tq.bin_end.tolist(), "rate": tq.bin_rate.tolist(),
                  "kept": (~tq.removed_bins).tolist(), "excluded_ranges": [list(r) for r in tq.excluded_ranges]}
     tmpl = res.template
     data = TubePlotData(tube=tube, columns=columns, events=np.ascontiguousarray(fcs.events[idx]), labels=labels[idx],
-                        label_names=names, gates=res.geometry(),
+                        label_names=label_names, gates=res.geometry(),
                         gate_dims={k: list(v.dims) for k, v in tmpl.nodes.items()},
                         parents={k: v.parent for k, v in tmpl.nodes.items()}, time_trace=trace)
     return data, in_sample, pc_pos

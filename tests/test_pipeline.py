@@ -152,7 +152,8 @@ def test_stains_tagged_with_their_fluorochrome_give_the_same_result(demo_panel, 
         tagged = [f"{c.marker} {c.name.removesuffix('-A')}" if c.marker else None for c in read_fcs(src).channels]
         paths.append(rewrite(src, tmp_path / f"TAG01_{t}.fcs", markers=tagged))
     assert read_fcs(paths[0]).channels[6].marker.count(" ") == 1
-    result = analyze_sample(paths, demo_panel)
+    result = analyze_sample(paths, demo_panel, plot_data=True)
+    assert {"CD38", "CD138", "CD45", "FSC-A"} <= set(result.plots[0].columns)  # the report's plots find them
     assert (result.n_aberrant_pc, result.n_events_evaluable, result.mrd_status) == \
         (demo01[0].n_aberrant_pc, demo01[0].n_events_evaluable, demo01[0].mrd_status)
 
@@ -169,11 +170,12 @@ def test_scatter_and_time_named_the_instruments_way_give_the_same_result(demo_pa
               "moflo": {"FSC-A": "FSC LinA", "FSC-H": "FSC LinH", "SSC-A": "SSC.ALin", "SSC-H": "SSC-Height"}}[style]
     paths = [rewrite(DEMO / f"DEMO01_{t}.fcs", tmp_path / f"{style.upper()}01_{t}.fcs", rename=rename)
              for t in ("T1", "T2")]
-    result = analyze_sample(paths, demo_panel)
+    result = analyze_sample(paths, demo_panel, plot_data=True)
     base = demo01[0]
     assert (result.n_aberrant_pc, result.n_events_evaluable, result.mrd_status) == \
         (base.n_aberrant_pc, base.n_events_evaluable, base.mrd_status)
-    assert "time_qc_not_done" not in result.qc_flags
+    assert "time_qc_not_done" not in result.qc_flags and result.plots[0].time_trace["rate"]
+    assert {"FSC-A", "FSC-H", "SSC-A", "SSC-H"} <= set(result.plots[0].columns)  # the report's plots find them
 
 
 def test_files_without_height_channels_skip_the_singlet_steps_and_say_so(demo_panel, demo01, tmp_path):
