@@ -20,7 +20,7 @@ from mrdflow.panel import Panel, TransformSpec, normalize_marker
 
 __all__ = [
     "SampleFiles", "SpecimenCall", "find_files", "group_files", "text_keywords", "resolve_specimen", "resolve_markers", "resolve_dims", "channel_transforms",
-    "is_scatter", "is_time", "time_channel", "scatter_dimension", "linear_top", "linear_value",
+    "is_scatter", "is_time", "time_channel", "scatter_dimension", "has_dimension", "linear_top", "linear_value",
 ]
 
 
@@ -315,6 +315,17 @@ def resolve_dims(dims: Sequence[str], markers: Mapping[str, int], channels: Sequ
                 f"of file {file} ({', '.join(c.name for c in channels)})"
             )
     return out
+
+
+def has_dimension(dim: str, markers: Mapping[str, int], channels: Sequence[ChannelLike],
+                  dimensions: Mapping[str, str] | None = None) -> bool:
+    """Whether a file could hold the template dimension ``dim`` at all — mapped by the panel, a marker of the tube,
+    a $PnN, or at least one scatter channel standing for it (several are :func:`resolve_dims`' error to report)."""
+    key = normalize_marker(dim)
+    return (key in {normalize_marker(k) for k in (dimensions or {})}
+            or key in {normalize_marker(m) for m in markers}
+            or key in {normalize_marker(c.name) for c in channels}
+            or bool(_scatter_channels(dim, channels)))
 
 
 _SCATTER_HEAD = re.compile(r"(fsc|ssc|fs|ss)(a|h|w)?")

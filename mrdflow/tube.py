@@ -18,7 +18,7 @@ import numpy as np
 from mrdflow.errors import MrdflowError, PanelError, TemplateError
 from mrdflow.gating.template import Template
 from mrdflow.panel import Panel
-from mrdflow.panel_files import channel_transforms, linear_value, resolve_dims, resolve_markers
+from mrdflow.panel_files import channel_transforms, has_dimension, linear_value, resolve_dims, resolve_markers
 from mrdflow.transforms import Transform, transform_from_dict
 
 __all__ = ["TubeSetup", "check_tube", "prepare_tube"]
@@ -106,12 +106,7 @@ def tube_template(panel: Panel, tube: str, template: Template, markers, channels
     missing = {d for d in template.dims() if normalize_marker(d) not in here and normalize_marker(d) in elsewhere}
     template, dropped = template.without_dims(missing)
     optional_dims = {d for node in template.nodes.values() if node.optional for d in node.dims}
-    absent = set()
-    for d in optional_dims:
-        try:
-            resolve_dims([d], markers, channels, where="", dimensions=panel.dimensions)
-        except PanelError:
-            absent.add(d)
+    absent = {d for d in optional_dims if not has_dimension(d, markers, channels, panel.dimensions)}
     before = template
     template, passed = template.passing_through(absent)
     if warnings is not None:

@@ -10,8 +10,8 @@ import pytest
 
 from mrdflow.errors import PanelError
 from mrdflow.panel import load_panel
-from mrdflow.panel_files import (channel_transforms, find_files, group_files, is_scatter, is_time, resolve_dims,
-                                 resolve_markers, scatter_dimension, time_channel)
+from mrdflow.panel_files import (channel_transforms, find_files, group_files, has_dimension, is_scatter, is_time,
+                                 resolve_dims, resolve_markers, scatter_dimension, time_channel)
 
 TEMPLATE = "populations:\n  cells:\n    dims: [FSC-A]\n    gate: {type: range, min: 0.1}\n"
 
@@ -125,6 +125,30 @@ def test_scatter_dimensions_resolve_to_the_instruments_channel_or_ask(tmp_path):
     assert is_time("HDR-T") and is_time("TIME") and not is_time("TIME2")
     assert time_channel(["HDR-T", "FSC-A", "Time"]) == 2 and time_channel(["HDR-T", "FSC-A"]) == 0
     assert time_channel(["FSC-A"]) is None
+
+
+def test_an_optional_step_is_skipped_only_when_its_channel_is_absent_not_when_ambiguous(tmp_path):
+    from mrdflow.gating.template import template_from_dict
+    from mrdflow.tube import tube_template
+
+    panel = load_panel(write(tmp_path, BASE))
+    tmpl = template_from_dict({"populations": {
+        "all": {"dims": ["FSC-A"], "gate": {"type": "range", "min": 0}},
+        "singlets": {"parent": "all", "dims": ["FSC-A", "FSC-H"], "method": "singlet", "optional": True}}})
+    base = [Ch("FSC-A", None), Ch("FITC-A", "CD38"), Ch("BV421-A", "CD138"), Ch("V500-A", "CD45")]
+    markers = {"CD38": 1, "CD138": 2, "CD45": 3}
+    warnings: list[str] = []
+    t, _ = tube_template(panel, "tube1", tmpl, markers, base, warnings)
+    assert t.nodes["singlets"].kind == "boolean" and warnings == [
+        "step_skipped: population 'singlets' keeps every event of 'all': the file has no FSC-H channel"]
+    # two channels that could be FSC-H: not skipped — the dimension check asks which one
+    two = [*base, Ch("FS PEAK LIN", None), Ch("FSC-Height", None)]
+    assert not has_dimension("FSC-H", markers, base) and has_dimension("FSC-H", markers, two)
+    warnings.clear()
+    t, _ = tube_template(panel, "tube1", tmpl, markers, two, warnings)
+    assert t.nodes["singlets"].kind == "method" and warnings == []
+    with pytest.raises(PanelError, match="several scatter channels"):
+        resolve_dims(["FSC-H"], markers, two, where="t")
 
 
 def test_transform_defaults_and_overrides(tmp_path):
