@@ -287,45 +287,51 @@ def resolve_dims(dims: Sequence[str], markers: Mapping[str, int], channels: Sequ
     then a panel marker name, then a $PnN, then — for a scatter dimension (``FSC-A``, ``SSC-H``, ...) — the one
     channel the instrument names that way (:func:`scatter_dimension`: ``FS INT LIN`` on a Navios, ``FSC LinA``
     on a MoFlo, ``FSC-Area``, ...; a linear channel is preferred over a log one of the same signal)."""
-    by_marker = {normalize_marker(k): v for k, v in markers.items()}
-    by_name = {normalize_marker(c.name): j for j, c in enumerate(channels)}
-    mapped = {normalize_marker(k): v for k, v in (dimensions or {}).items()}
     out: dict[str, int] = {}
     for d in dims:
-        key = normalize_marker(d)
-        if key in mapped:
-            if normalize_marker(mapped[key]) not in by_name:
-                raise PanelError(f"{where}: dimension {d!r} is mapped to channel {mapped[key]!r} (panel field "
-                                 f"'dimensions'), which file {file} lacks ({', '.join(c.name for c in channels)})")
-            out[d] = by_name[normalize_marker(mapped[key])]
-        elif key in by_marker:
-            out[d] = by_marker[key]
-        elif key in by_name:
-            out[d] = by_name[key]
-        elif (hits := _scatter_channels(d, channels)) and len(hits) == 1:
-            out[d] = hits[0]
-        elif hits:
+        mapped, hits = _dimension_columns(d, markers, channels, dimensions)
+        if mapped is not None and not hits:
+            raise PanelError(f"{where}: dimension {d!r} is mapped to channel {mapped!r} (panel field "
+                             f"'dimensions'), which file {file} lacks ({', '.join(c.name for c in channels)})")
+        if len(hits) > 1:
             raise PanelError(
                 f"{where}: dimension {d!r} matches several scatter channels of file {file} "
                 f"({', '.join(channels[j].name for j in hits)}); say which in the panel: dimensions: {{{d}: NAME}}"
             )
-        else:
+        if not hits:
             raise PanelError(
                 f"{where}: dimension {d!r} is neither a marker of the tube ({', '.join(markers)}) nor a channel "
                 f"of file {file} ({', '.join(c.name for c in channels)})"
             )
+        out[d] = hits[0]
     return out
 
 
 def has_dimension(dim: str, markers: Mapping[str, int], channels: Sequence[ChannelLike],
                   dimensions: Mapping[str, str] | None = None) -> bool:
     """Whether a file could hold the template dimension ``dim`` at all — mapped by the panel, a marker of the tube,
-    a $PnN, or at least one scatter channel standing for it (several are :func:`resolve_dims`' error to report)."""
+    a $PnN, or at least one scatter channel standing for it (a missing mapped channel or several candidates are
+    :func:`resolve_dims`' errors to report)."""
+    mapped, hits = _dimension_columns(dim, markers, channels, dimensions)
+    return mapped is not None or bool(hits)
+
+
+def _dimension_columns(dim: str, markers: Mapping[str, int], channels: Sequence[ChannelLike],
+                       dimensions: Mapping[str, str] | None) -> tuple[str | None, list[int]]:
+    """(the $PnN the panel maps ``dim`` to, or None; the candidate columns in the order of precedence of
+    :func:`resolve_dims`: the mapped channel, the marker, the $PnN, the scatter channels)."""
     key = normalize_marker(dim)
-    return (key in {normalize_marker(k) for k in (dimensions or {})}
-            or key in {normalize_marker(m) for m in markers}
-            or key in {normalize_marker(c.name) for c in channels}
-            or bool(_scatter_channels(dim, channels)))
+    by_name = {normalize_marker(c.name): j for j, c in enumerate(channels)}
+    mapped = next((v for k, v in (dimensions or {}).items() if normalize_marker(k) == key), None)
+    if mapped is not None:
+        col = by_name.get(normalize_marker(mapped))
+        return mapped, [] if col is None else [col]
+    marker = next((v for k, v in markers.items() if normalize_marker(k) == key), None)
+    if marker is not None:
+        return None, [marker]
+    if key in by_name:
+        return None, [by_name[key]]
+    return None, _scatter_channels(dim, channels)
 
 
 _SCATTER_HEAD = re.compile(r"(fsc|ssc|fs|ss)(a|h|w)?")
