@@ -18,6 +18,7 @@ from mrdflow.fcs import read_fcs
 from mrdflow.fcs.reader import _LINEARIZE_BLOCK
 from mrdflow.gating.adaptive import subsample_indices
 from mrdflow.kernels.select import rows_at_ranks, sorted_choice
+from mrdflow.quantiles import median, sorted_histogram, sorted_quantile
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -384,3 +385,55 @@ def test_sorted_choice_from_a_shared_generator_is_numpys_choice(seed, prefix, dr
         assert np.array_equal(sorted_choice_from(b, n, size), np.sort(a.choice(n, size, replace=False)))
         assert a.bit_generator.state == b.bit_generator.state
     assert np.array_equal(a.integers(0, 2**62, 4), b.integers(0, 2**62, 4))
+
+
+finite32 = st.floats(-1e6, 1e6, allow_nan=False, width=32)
+
+
+@settings(max_examples=120, deadline=None)
+@given(values=st.lists(finite32, min_size=1, max_size=400), f64=st.booleans(), repeat=st.integers(1, 3),
+       q=st.one_of(st.sampled_from([0.0, 0.001, 0.25, 0.5, 0.75, 0.999, 1.0]), st.floats(0.0, 1.0),
+                   st.lists(st.floats(0.0, 1.0), min_size=1, max_size=4)))
+def test_sorted_quantile_is_numpys_quantile(values, f64, repeat, q):
+    x = np.array(values * repeat, dtype=np.float64 if f64 else np.float32)  # repeats make ties
+    want = np.quantile(x, q)
+    got = sorted_quantile(np.sort(x), q)
+    assert np.array_equal(got, want) and np.asarray(got).dtype == np.asarray(want).dtype
+    assert type(got) is type(want)
+
+
+@settings(max_examples=120, deadline=None)
+@given(values=st.lists(finite32, min_size=1, max_size=400), f64=st.booleans(), repeat=st.integers(1, 3))
+def test_median_is_numpys_median(values, f64, repeat):
+    x = np.array(values * repeat, dtype=np.float64 if f64 else np.float32)
+    want, got = np.median(x), median(x)
+    assert got == want and np.asarray(got).dtype == np.asarray(want).dtype
+
+
+@settings(max_examples=120, deadline=None)
+@given(values=st.lists(finite32, min_size=1, max_size=400), f64=st.booleans(), bins=st.integers(1, 40),
+       cut=st.tuples(st.floats(0.0, 0.5), st.floats(0.5, 1.0)), on_edges=st.booleans())
+def test_sorted_histogram_is_numpys_histogram(values, f64, bins, cut, on_edges):
+    x = np.array(values, dtype=np.float64 if f64 else np.float32)
+    lo, hi = float(np.quantile(x, cut[0])), float(np.quantile(x, cut[1]))
+    if not hi > lo:
+        lo, hi = lo - 1.0 - abs(lo), hi + 1.0 + abs(hi)
+    try:
+        if on_edges:  # values exactly on bin edges, the boundary convention
+            x = np.concatenate([x, np.histogram_bin_edges(x, bins=bins, range=(lo, hi)).astype(x.dtype)])
+        want, want_edges = np.histogram(x, bins=bins, range=(lo, hi))
+    except ValueError:  # float32 edges too close to increase: numpy refuses, and so must we
+        with pytest.raises(ValueError):
+            sorted_histogram(np.sort(x), bins, (lo, hi))
+        return
+    got, edges = sorted_histogram(np.sort(x), bins, (lo, hi))
+    assert np.array_equal(got, want) and np.array_equal(edges, want_edges)
+
+
+def test_time_qc_clip_quantiles_are_numpys_percentiles():
+    from mrdflow.qc.time import _clip_quantiles
+
+    rng = np.random.default_rng(4)
+    events = np.asfortranarray(rng.lognormal(size=(100_003, 6)).astype(np.float32))
+    rows = events[::7]
+    assert np.array_equal(_clip_quantiles(rows, [0, 2, 5]), np.percentile(rows[:, [0, 2, 5]], [1, 25, 75, 99], axis=0))

@@ -21,6 +21,7 @@ import numpy as np
 from scipy import signal, stats
 
 from mrdflow.kernels.select import sorted_choice
+from mrdflow.quantiles import median, sorted_histogram, sorted_quantile
 
 __all__ = [
     "AdaptiveGate", "DensityValley", "Tail", "Cluster", "Singlet", "Margin", "ReferenceDistance",
@@ -128,18 +129,29 @@ class AdaptiveGate:
 
 
 def _smoothed_density(x: np.ndarray, bounds, bins: int, adjust: float):
-    """Histogram density on ``bins`` points within bounds, smoothed by a Gaussian (Silverman bandwidth × adjust)."""
+    """Histogram density on ``bins`` points within bounds, smoothed by a Gaussian (Silverman bandwidth × adjust).
+
+    Returns ``(centers, density, bandwidth, sorted x)``: the quantiles, histogram and IQR are read off one sort
+    of ``x`` (:mod:`mrdflow.quantiles`; the same numbers as ``np.quantile``/``np.histogram``, several times
+    faster), which callers reuse.
+    """
+    xs = np.sort(x)
     lo, hi = (bounds if bounds is not None else (None, None))
-    lo = float(np.quantile(x, 0.001)) if lo is None else float(lo)
-    hi = float(np.quantile(x, 0.999)) if hi is None else float(hi)
+    lo = float(sorted_quantile(xs, 0.001)) if lo is None else float(lo)
+    hi = float(sorted_quantile(xs, 0.999)) if hi is None else float(hi)
     if not hi > lo:
         raise ValueError(f"empty density range [{lo}, {hi}]")
-    x = x[(x >= lo) & (x <= hi)]
-    hist, edges = np.histogram(x, bins=bins, range=(lo, hi))
+    # the values within [lo, hi]: a slice of the sorted ones, and (for the order-dependent sums of np.std)
+    # the same values in their original order
+    first = int(np.count_nonzero(~(xs >= lo)))
+    last = xs.size - int(np.count_nonzero(~(xs <= hi)))
+    inner = xs[first:max(first, last)]
+    hist, edges = sorted_histogram(inner, bins, (lo, hi))
     centers = 0.5 * (edges[:-1] + edges[1:])
     width = edges[1] - edges[0]
-    if x.size > 1:
-        iqr = np.subtract(*np.quantile(x, [0.75, 0.25]))
+    if inner.size > 1:
+        x = x[(x >= lo) & (x <= hi)]
+        iqr = np.subtract(*sorted_quantile(inner, [0.75, 0.25]))
         sigma = min(np.std(x), iqr / 1.349) or np.std(x) or width
         h = 0.9 * sigma * x.size ** -0.2 * adjust
     else:
@@ -148,7 +160,7 @@ def _smoothed_density(x: np.ndarray, bounds, bins: int, adjust: float):
     k = np.arange(-int(4 * hb) - 1, int(4 * hb) + 2)
     kernel = np.exp(-0.5 * (k / hb) ** 2)
     dens = np.convolve(hist.astype(float), kernel / kernel.sum(), mode="same")
-    return centers, dens / (dens.sum() * width if dens.sum() else 1.0), hb * width
+    return centers, dens / (dens.sum() * width if dens.sum() else 1.0), hb * width, xs
 
 
 def _shoulder(centers, dens, mode_i, side: str, k: float, h: float) -> tuple[float, float]:
@@ -167,11 +179,12 @@ def _shoulder(centers, dens, mode_i, side: str, k: float, h: float) -> tuple[flo
     return float(thr), float(sigma)
 
 
-def _gap_above(centers, dens, mode_i: int, x: np.ndarray, depth: float, min_events: int) -> float | None:
+def _gap_above(centers, dens, mode_i: int, xs: np.ndarray, depth: float, min_events: int) -> float | None:
     """The deepest density gap above ``mode_i`` with a population beyond it (see :class:`Tail`), or None.
 
     Depth of bin ``i``: ``dens[i] / max(dens[i+1:])`` (≥ 1 on a falling flank, near 0 in a gap before a bump).
-    The deepest bin with depth ≤ ``depth`` and ≥ ``min_events`` of ``x`` beyond it wins (the lowest on a tie).
+    The deepest bin with depth ≤ ``depth`` and ≥ ``min_events`` of the values (``xs``, sorted) beyond it wins (the
+    lowest on a tie).
     """
     tail = dens[mode_i + 1:]
     if tail.size < 3:
@@ -180,7 +193,6 @@ def _gap_above(centers, dens, mode_i: int, x: np.ndarray, depth: float, min_even
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(ahead[1:] > 0, tail[:-1] / ahead[1:], np.inf)
     order = np.argsort(ratio, kind="stable")
-    xs = np.sort(x)
     for i in order:
         if not ratio[i] <= depth:
             return None
@@ -270,7 +282,7 @@ class DensityValley(_Density1D):
 
     def fit(self, X: np.ndarray) -> "DensityValley":
         x = self._prepare(X)[:, 0]
-        centers, dens, h = _smoothed_density(x, self.bounds, self.bins, self.adjust)
+        centers, dens, h, xs = _smoothed_density(x, self.bounds, self.bins, self.adjust)
         peaks, props = signal.find_peaks(np.r_[0.0, dens, 0.0], prominence=self.min_prominence * dens.max())
         peaks = peaks - 1
         if peaks.size >= 2:
@@ -364,7 +376,7 @@ class Tail(_Density1D):
 
     def fit(self, X: np.ndarray) -> "Tail":
         x = self._prepare(X)[:, 0]
-        centers, dens, h = _smoothed_density(x, self.bounds, self.bins, self.adjust)
+        centers, dens, h, xs = _smoothed_density(x, self.bounds, self.bins, self.adjust)
         mode_i = int(np.argmax(dens))
         if self.peak != "dominant":
             peaks, _ = signal.find_peaks(np.r_[0.0, dens, 0.0], prominence=self.min_prominence * dens.max())
@@ -375,7 +387,7 @@ class Tail(_Density1D):
         self.threshold_, self.sigma_ = _shoulder(centers, dens, mode_i, self.side, self.k, h)
         self.gap_ = False
         if self.gap_depth is not None:
-            valley = _gap_above(centers, dens, mode_i, x, self.gap_depth, self.gap_min_events)
+            valley = _gap_above(centers, dens, mode_i, xs, self.gap_depth, self.gap_min_events)
             if valley is not None:
                 self.threshold_, self.gap_ = valley, True
         self.geometry_ = _range_geometry(self.threshold_, self.keep if self.keep is not None else self.side)
@@ -480,14 +492,21 @@ class Singlet(AdaptiveGate):
         X = self._prepare(X).astype(np.float64)
         ok = X[:, 1] > 0
         r = X[ok, 0] / X[ok, 1]
-        self.median_ = float(np.median(r))
-        self.mad_ = float(stats.median_abs_deviation(r, scale="normal"))
+        # = np.median(r) and stats.median_abs_deviation(r, scale="normal"), each median by one single-rank
+        # partition (mrdflow.quantiles.median)
+        med = median(r)
+        self.median_ = float(med)
+        self.mad_ = float(median(np.abs(r - med)) / _MAD_NORMAL)
         self.upper_ = self.median_ + self.k * self.mad_
         self.lower_ = max(0.0, self.median_ - self.k_low * self.mad_) if self.k_low is not None else 0.0
         h = self.reach
         self.geometry_ = {"type": "polygon",
                           "vertices": [[0.0, 0.0], [self.upper_ * h, h], [self.lower_ * h, h]]}
         return self
+
+
+#: scipy's ``median_abs_deviation(scale="normal")`` divisor: the standard normal's 75th percentile
+_MAD_NORMAL = float(stats.norm.ppf(0.75))
 
 
 class Margin(AdaptiveGate):

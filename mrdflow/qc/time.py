@@ -34,6 +34,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from mrdflow.errors import AnalysisError
 from mrdflow.kernels.bins import clipped_bin_means
+from mrdflow.quantiles import sorted_quantile
 
 _MAD_TO_SD = 1.4826
 
@@ -172,6 +173,15 @@ def _fill_short_good_runs(bad: np.ndarray, max_len: int) -> np.ndarray:
     return out
 
 
+def _clip_quantiles(rows: np.ndarray, cols: list[int]) -> np.ndarray:
+    """(4, len(cols)) float64: ``np.percentile(rows[:, cols], [1, 25, 75, 99], axis=0)``, read off one sort
+    of each column (:func:`mrdflow.quantiles.sorted_quantile`, same numbers, several times faster)."""
+    out = np.empty((4, len(cols)))
+    for j, c in enumerate(cols):
+        out[:, j] = sorted_quantile(np.sort(rows[:, c]), [0.01, 0.25, 0.75, 0.99])
+    return out
+
+
 def time_qc(
     events: np.ndarray,
     time_column: int,
@@ -250,7 +260,7 @@ def time_qc(
     # per-channel clip limits and robust SD from a systematic subsample of events
     stride = max(1, n // 200_000)
     cols = list(columns)
-    lo, q25, q75, hi = np.percentile(events[::stride][:, cols], [1, 25, 75, 99], axis=0)
+    lo, q25, q75, hi = _clip_quantiles(events[::stride], cols)
     channel_sd = (q75 - q25) / 1.349
     # per bin: np.clip(block, lo, hi).mean(axis=0, dtype=np.float64), in one parallel pass over the events
     levels = clipped_bin_means(events, np.array(cols, dtype=np.int64), edges, order, lo, hi)
