@@ -16,36 +16,42 @@ from hypothesis import strategies as st
 
 from mrdflow.fcs import read_fcs
 from mrdflow.fcs.reader import _LINEARIZE_BLOCK
-from mrdflow.gating.adaptive import subsample_indices
-from mrdflow.kernels.select import rows_at_ranks, sorted_choice
+from mrdflow.gating.adaptive import subsample_indices, systematic_indices
+from mrdflow.kernels.select import rows_at_ranks
 from mrdflow.quantiles import median, sorted_histogram, sorted_quantile
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def numpy_choice(n: int, size: int, seed: int) -> np.ndarray:
-    return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
-
-
-@pytest.mark.parametrize("n,size", [(5_000_000, 200_000), (250_000, 200_000), (200_001, 200_000), (100_000, 2_001),
-                                    (10_001, 201), (10_001, 10_001), (20_000, 19_999), (10_000, 5_000), (1_000, 100), (2_000_000, 40_000),
-                                    (2_000_000, 40_001), (7, 7)])
-def test_sorted_choice_is_numpys_choice(n, size):
-    for seed in (0, 1, 2**31 + 5):
-        assert np.array_equal(sorted_choice(n, size, seed), numpy_choice(n, size, seed))
-
-
-@settings(max_examples=60, deadline=None)
-@given(n=st.integers(1, 3_000_000), frac=st.floats(0.0, 1.0), seed=st.integers(0, 2**32 - 1))
-def test_sorted_choice_matches_numpy_everywhere(n, frac, seed):
-    size = max(1, int(n * frac))
-    assert np.array_equal(sorted_choice(n, size, seed), numpy_choice(n, size, seed))
 
 
 def test_subsample_indices_contract():
     assert np.array_equal(subsample_indices(50, 100, 3), np.arange(50))
     sub = subsample_indices(1_000_000, 200_000, 3)
     assert sub.size == 200_000 and np.all(np.diff(sub) > 0) and sub[-1] < 1_000_000
+    assert np.array_equal(sub, subsample_indices(1_000_000, 200_000, 3))  # deterministic by seed
+    assert not np.array_equal(sub, subsample_indices(1_000_000, 200_000, 4))
+
+
+@settings(max_examples=80, deadline=None)
+@given(n=st.integers(2, 3_000), frac=st.floats(0.0, 1.0))
+def test_systematic_sample_draws_every_index_with_probability_k_over_n(n, frac):
+    """Over all n random starts, each index is drawn exactly k times (probability k/n, as a simple random
+    sample), and every draw is k distinct sorted indices."""
+    k = max(1, min(n - 1, int(n * frac)))
+    counts = np.zeros(n, dtype=np.int64)
+    for start in range(n):
+        sub = systematic_indices(n, k, start)
+        assert sub.size == k and np.all(np.diff(sub) > 0) and 0 <= sub[0] and sub[-1] < n
+        counts[sub] += 1
+    assert np.all(counts == k)
+
+
+def test_subsample_keeps_population_proportions_in_a_sorted_file():
+    """A file written population by population (or a parent whose events cluster in time) keeps its
+    proportions in the sample, to the draw's granularity."""
+    labels = np.repeat([0, 1, 2], [600_000, 390_000, 10_000])  # a minor population at the end
+    for seed in range(5):
+        sub = labels[subsample_indices(labels.size, 200_000, seed)]
+        assert np.allclose(np.bincount(sub) / sub.size, [0.6, 0.39, 0.01], atol=1e-5)
 
 
 @settings(max_examples=60, deadline=None)

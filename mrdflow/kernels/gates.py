@@ -186,49 +186,57 @@ def polygon_mask(events, cx, cy, vx, vy, grid, x0, y0, sx, sy, parent, out):
 
 
 _POLY_BLOCK = 4096
+#: rows per parallel work item of :func:`polygon_mask_columns` (16 blocks: one scratch allocation per item)
+_COLUMN_BLOCK = 1 << 16
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def polygon_mask_columns(events, cx, cy, vx, vy, parent, out):
     """:func:`polygon_mask` for a column-major (Fortran-ordered) matrix, without the lookup grid: the exact test
     of :func:`_inside_polygon` written branch-free, one edge at a time over a block of events (their two
-    columns contiguous), so the loops vectorise. Per event: inside the polygon's bounding box and (on an edge,
-    or an odd number of the edges spanning its y cross to its right) — the same comparisons and the same
-    cross products as :func:`_inside_polygon`, so the same result."""
+    columns contiguous), so the loops vectorise; groups of blocks in parallel. Per event: inside the polygon's
+    bounding box and (on an edge, or an odd number of the edges spanning its y cross to its right) — the same
+    comparisons and the same cross products as :func:`_inside_polygon`, so the same result."""
     n = events.shape[0]
     nv = vx.shape[0]
     use_parent = parent.shape[0] > 0
     xmin, xmax, ymin, ymax = vx.min(), vx.max(), vy.min(), vy.max()
-    inside = np.empty(_POLY_BLOCK, dtype=np.uint8)
-    on_edge = np.empty(_POLY_BLOCK, dtype=np.uint8)
-    for start in range(0, n, _POLY_BLOCK):
-        stop = min(n, start + _POLY_BLOCK)
-        m = stop - start
-        xs = events[start:stop, cx]
-        ys = events[start:stop, cy]
-        for i in range(m):
-            inside[i] = 0
-            on_edge[i] = 0
-        for e in range(nv):
-            ay, ax = vy[e], vx[e]
-            by = vy[e + 1] if e + 1 < nv else vy[0]
-            bx = vx[e + 1] if e + 1 < nv else vx[0]
-            lo_x, hi_x = min(ax, bx), max(ax, bx)
+    per_group = _COLUMN_BLOCK // _POLY_BLOCK
+    n_groups = (n + _COLUMN_BLOCK - 1) // _COLUMN_BLOCK
+    for g in prange(n_groups):
+        inside = np.empty(_POLY_BLOCK, dtype=np.uint8)
+        on_edge = np.empty(_POLY_BLOCK, dtype=np.uint8)
+        for b in range(per_group):
+            start = g * _COLUMN_BLOCK + b * _POLY_BLOCK
+            if start >= n:
+                break
+            stop = min(n, start + _POLY_BLOCK)
+            m = stop - start
+            xs = events[start:stop, cx]
+            ys = events[start:stop, cy]
+            for i in range(m):
+                inside[i] = 0
+                on_edge[i] = 0
+            for e in range(nv):
+                ay, ax = vy[e], vx[e]
+                by = vy[e + 1] if e + 1 < nv else vy[0]
+                bx = vx[e + 1] if e + 1 < nv else vx[0]
+                lo_x, hi_x = min(ax, bx), max(ax, bx)
+                for i in range(m):
+                    x = np.float64(xs[i])
+                    y = np.float64(ys[i])
+                    spans = not ((y < ay and y < by) or (y > ay and y > by))
+                    cross = (bx - ax) * (y - ay) - (x - ax) * (by - ay)
+                    on = spans & (cross == 0.0) & (lo_x <= x) & (x <= hi_x)
+                    flip = spans & (((ay <= y) & (y < by) & (cross > 0.0)) | ((ay > y) & (by <= y) & (cross < 0.0)))
+                    on_edge[i] |= on
+                    inside[i] ^= flip
             for i in range(m):
                 x = np.float64(xs[i])
                 y = np.float64(ys[i])
-                spans = not ((y < ay and y < by) or (y > ay and y > by))
-                cross = (bx - ax) * (y - ay) - (x - ax) * (by - ay)
-                on = spans & (cross == 0.0) & (lo_x <= x) & (x <= hi_x)
-                flip = spans & (((ay <= y) & (y < by) & (cross > 0.0)) | ((ay > y) & (by <= y) & (cross < 0.0)))
-                on_edge[i] |= on
-                inside[i] ^= flip
-        for i in range(m):
-            x = np.float64(xs[i])
-            y = np.float64(ys[i])
-            in_box = (x >= xmin) & (x <= xmax) & (y >= ymin) & (y <= ymax)
-            keep = parent[start + i] if use_parent else True
-            out[start + i] = keep & in_box & ((on_edge[i] | inside[i]) != 0)
+                in_box = (x >= xmin) & (x <= xmax) & (y >= ymin) & (y <= ymax)
+                keep = parent[start + i] if use_parent else True
+                out[start + i] = keep & in_box & ((on_edge[i] | inside[i]) != 0)
 
 
 @njit(cache=True, parallel=True)

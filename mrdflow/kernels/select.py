@@ -166,7 +166,7 @@ def _tail_shuffle_sample(n, size, raw, out):
 
 def sorted_choice_from(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
     """``np.sort(rng.choice(n, size, replace=False))`` bit for bit, leaving ``rng`` in the state numpy's call
-    leaves it in, without numpy's ``arange(n)`` in its tail-shuffle branch (see :func:`sorted_choice`).
+    leaves it in, without numpy's ``arange(n)`` in its tail-shuffle branch.
 
     The replay reads the generator's 32-bit stream: a half word numpy holds buffered (``has_uint32``) first, then
     the low and high halves of the raw 64-bit outputs; afterwards the generator is advanced by the raw words
@@ -203,28 +203,6 @@ def sorted_choice_from(rng: np.random.Generator, n: int, size: int) -> np.ndarra
     bitgen.state = state
     out.sort()
     return out
-
-
-def sorted_choice(n: int, size: int, seed: int) -> np.ndarray:
-    """``np.sort(np.random.default_rng(seed).choice(n, size, replace=False))``, bit for bit, in O(size) memory.
-
-    numpy materialises ``arange(n)`` (8n bytes) when ``n > 10 000`` and ``size`` is more than 1/50 of ``n``; this replays its
-    swaps on the touched positions only. Falls back to numpy itself in the other branch (Floyd's algorithm, already O(size), or a
-    full permutation of a small ``n``) and whenever the replay cannot be used. ``tests/test_perf_equivalence.py`` checks the
-    equality against numpy.
-    """
-    if size == n:
-        return np.arange(n, dtype=np.int64)  # every index (numpy's too, in its shuffled order)
-    if not (0 < size < n) or n <= 10_000 or size <= n // 50 or n > 0xFFFFFFFF:
-        return np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
-    n_raw = size // 2 + 64
-    while True:
-        raw = np.random.default_rng(seed).bit_generator.random_raw(n_raw)
-        out = np.empty(size, dtype=np.int64)
-        if _tail_shuffle_sample(np.int64(n), np.int64(size), raw, out) >= 0:
-            out.sort()
-            return out
-        n_raw *= 2
 
 
 @njit(cache=True)
