@@ -443,3 +443,20 @@ def test_time_qc_clip_quantiles_are_numpys_percentiles():
     events = np.asfortranarray(rng.lognormal(size=(100_003, 6)).astype(np.float32))
     rows = events[::7]
     assert np.array_equal(_clip_quantiles(rows, [0, 2, 5]), np.percentile(rows[:, [0, 2, 5]], [1, 25, 75, 99], axis=0))
+
+
+@settings(max_examples=80, deadline=None)
+@given(values=st.lists(st.floats(-1e3, 1e3, allow_nan=False), min_size=1, max_size=600), window=st.integers(1, 700))
+def test_time_qc_running_median_is_the_sliding_window_median(values, window):
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    from mrdflow.qc.time import _running_median
+
+    v = np.array(values)
+    n, half = v.size, min(window // 2, v.size - 1)
+    if half <= 0:
+        want = v
+    else:
+        padded = np.concatenate([2.0 * v[0] - v[half:0:-1], v, 2.0 * v[-1] - v[-2:-2 - half:-1]])
+        want = np.median(sliding_window_view(padded, 2 * half + 1), axis=1)
+    assert np.array_equal(_running_median(v, window), want)

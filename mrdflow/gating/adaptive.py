@@ -122,7 +122,9 @@ class AdaptiveGate:
         self.n_fit_events_ = min(X.shape[0], self.max_events)
         if X.shape[0] > self.max_events:
             X = X[subsample_indices(X.shape[0], self.max_events, self.seed)]
-        X = X[np.all(np.isfinite(X), axis=1)]
+        finite = np.isfinite(X).all(axis=1)
+        if not finite.all():  # (no copy of the usual all-finite subsample)
+            X = X[finite]
         if X.shape[0] < 2:
             raise ValueError(f"{type(self).__name__} needs at least 2 finite events to fit, found {X.shape[0]}")
         return X

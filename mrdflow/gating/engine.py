@@ -205,6 +205,7 @@ def gate_events(events: np.ndarray, index: Mapping[str, int], template: Template
     draws: dict[tuple, np.ndarray] = {}
 
     root_packed = None if root_mask is None else np.packbits(root_mask)
+    n_root = n if root_mask is None else int(np.count_nonzero(root_mask))
     for i, (name, node) in enumerate(template.nodes.items()):
         if node.kind == "boolean":
             # boolean populations straight from the bit-packed masks of their operands (n/8 bytes each)
@@ -221,14 +222,15 @@ def gate_events(events: np.ndarray, index: Mapping[str, int], template: Template
         if node.kind == "gate":
             gate = build_gate(node.gate, node.dims)
         elif node.kind == "method":
-            n_parent = n if parent is None else int(np.count_nonzero(parent))
+            n_parent = n_root if node.parent == ROOT else counts[node.parent]
             if n_parent < MIN_FIT_EVENTS and node.method != "margin":
                 # nothing to place a gate on (e.g. no CD117+ cells in blood): the population is empty
                 gate = _empty_gate(node.dims)
                 warnings.append(f"population {name!r}: parent {node.parent!r} has {n_parent} event(s), fewer than "
                                 f"{MIN_FIT_EVENTS} needed to place the {node.method} gate; population left empty")
             else:
-                est, gate = _fit_adaptive(node, events, col_index, parent, live, upper_limits, src, draws)
+                est, gate = _fit_adaptive(node, events, col_index, parent, live, upper_limits, src, draws,
+                                          counts=counts, n_parent=n_parent)
                 fitted[name] = est
         else:
             gate = boolean_gate(node.boolean)
@@ -286,11 +288,17 @@ def _empty_gate(dims: tuple[str, ...]) -> Gate:
 
 def _fit_adaptive(node: Node, events: np.ndarray, index: Mapping[str, int], parent: np.ndarray | None,
                   live: Mapping[str, np.ndarray], upper_limits, src,
-                  draws: dict[tuple, np.ndarray] | None = None) -> tuple[AdaptiveGate, Gate]:
+                  draws: dict[tuple, np.ndarray] | None = None, counts: Mapping[str, int] | None = None,
+                  n_parent: int | None = None) -> tuple[AdaptiveGate, Gate]:
+    """Fit ``node``'s method on a subsample of its parent's events; ``counts`` (population sizes so far) and
+    ``n_parent`` spare counting masks again."""
     est = METHODS[node.method](**node.args)
     cols = [index[d] for d in node.dims]
     # the subsample's rows straight from the mask (no index array of the whole parent)
-    n_rows = events.shape[0] if parent is None else int(np.count_nonzero(parent))
+    if n_parent is not None:
+        n_rows = n_parent
+    else:
+        n_rows = events.shape[0] if parent is None else int(np.count_nonzero(parent))
     draws = {} if draws is None else draws
 
     def rows_of(population: str, mask: np.ndarray | None, n: int) -> np.ndarray:
@@ -308,7 +316,9 @@ def _fit_adaptive(node: Node, events: np.ndarray, index: Mapping[str, int], pare
             est.fit(X, channel_upper=ul)
         elif node.method == "reference_distance" and node.args.get("reference"):
             ref = live[node.args["reference"]]
-            ref_sub = rows_of(node.args["reference"], ref, int(np.count_nonzero(ref)))
+            n_ref = counts[node.args["reference"]] if counts and node.args["reference"] in counts \
+                else int(np.count_nonzero(ref))
+            ref_sub = rows_of(node.args["reference"], ref, n_ref)
             est.fit(X, reference=gather_rows(events, ref_sub, cols))
         else:
             est.fit(X)
