@@ -7,11 +7,12 @@ versions they replace (the whole-tube identity is checked with ``scripts/perf_fi
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mrdflow.fcs import read_fcs
@@ -208,6 +209,55 @@ def test_column_major_read_and_hash_equal_row_major_read_and_file_hash(tmp_path_
     assert np.array_equal(col.events, events) and np.array_equal(row.events, events)
     assert col.sha256 == hashlib.sha256(content).hexdigest()
     assert read_fcs(path, sha256=True).sha256 == col.sha256 and row.sha256 is None
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(n=st.integers(0, 30_000), p=st.integers(1, 9), big=st.booleans(), seed=st.integers(0, 1000),
+       threads=st.integers(2, 5), min_rows=st.integers(1, 9_000))
+def test_parallel_read_equals_serial_read(tmp_path_factory, monkeypatch, n, p, big, seed, threads, min_rows):
+    """read_fcs(threads=k) splits the events into k contiguous row ranges read at once: the same values in both
+    layouts and byte orders, whatever the split (parts as small as one row)."""
+    import mrdflow.fcs.data as data
+    from fcs_bytes import basic_keywords, make_fcs, write
+
+    rng = np.random.default_rng(seed)
+    events = (rng.standard_normal((n, p)) * 1e4).astype(np.float32)
+    params = [(f"P{j}-A", 32, "262144") for j in range(p)]
+    kw = basic_keywords(n, params, "F", "4,3,2,1" if big else "1,2,3,4")
+    content = make_fcs(kw, events.astype((">" if big else "<") + "f4").tobytes()) + b"after DATA"
+    path = write(tmp_path_factory.mktemp("f"), "x.fcs", content)
+    with monkeypatch.context() as m:
+        m.setattr(data, "_MIN_ROWS_PER_THREAD", min_rows)
+        split = data._row_parts(n, threads)
+        assert split[0][0] == 0 and split[-1][1] == n and all(b1 == a2 for (_, b1), (a2, _) in zip(split, split[1:]))
+        for order in ("C", "F"):
+            got = read_fcs(path, order=order, threads=threads)
+            assert np.array_equal(got.events, events) and got.events.flags[f"{order}_CONTIGUOUS"]
+
+
+def test_parallel_read_reports_a_file_cut_short(tmp_path, monkeypatch):
+    """A file that loses its end between the TEXT check and the read (being copied, a network share) is an
+    FcsError naming the file, from whichever thread meets the end."""
+    import mrdflow.fcs.data as data
+    from mrdflow.errors import FcsError
+
+    from fcs_bytes import basic_keywords, make_fcs, write
+
+    events = np.ones((40_000, 3), dtype=np.float32)
+    kw = basic_keywords(40_000, [(f"P{j}", 32, "1024") for j in range(3)], "F", "1,2,3,4")
+    path = write(tmp_path, "cut.fcs", make_fcs(kw, events.tobytes()))
+    real_decode = data.decode
+
+    def decode_after_cut(fh, *a, **k):
+        os.truncate(path, os.path.getsize(path) - 4_000)
+        return real_decode(fh, *a, **k)
+
+    import mrdflow.fcs.reader as reader
+
+    monkeypatch.setattr(data, "_MIN_ROWS_PER_THREAD", 1_000)
+    monkeypatch.setattr(reader, "decode", decode_after_cut)
+    with pytest.raises(FcsError, match="cut.fcs.*DATA truncated"):
+        read_fcs(path, order="F", threads=3)
 
 
 def test_column_major_read_of_every_layout_and_hash():

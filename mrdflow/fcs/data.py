@@ -8,6 +8,7 @@ output array plus a small chunk.
 from __future__ import annotations
 
 import mmap
+import os
 import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -56,12 +57,15 @@ class Layout:
 
 
 def decode(fh, path: object, start: int, length: int, n_events: int, layout: Layout, *, order: str = "C",
-           hasher=None) -> np.ndarray:
+           hasher=None, threads: int = 1) -> np.ndarray:
     """Decode ``n_events`` events from ``length`` bytes at absolute ``start`` of open file ``fh``.
 
     Returns a float32 array (n_events, n_channels), C-contiguous (``order="C"``, the file's row layout) or
     Fortran-contiguous (``order="F"``: each channel's values contiguous, filled chunk by chunk, no second copy).
-    ``hasher`` (a ``hashlib`` object) is fed the ``length`` DATA bytes as they are read.
+    ``hasher`` (a ``hashlib`` object) is fed the ``length`` DATA bytes as they are read. ``threads`` > 1 reads
+    native float32 DATA without a ``hasher`` in that many contiguous row ranges at once (positioned reads of
+    the same file, each through its own chunk buffer): the copy out of the page cache and the row-to-column
+    scatter are memory-bound single-threaded, and run about twice as fast on two cores.
     """
     if order not in ("C", "F"):
         raise ValueError(f"decode: order must be 'C' or 'F', found {order!r}")
@@ -69,7 +73,10 @@ def decode(fh, path: object, start: int, length: int, n_events: int, layout: Lay
     out = np.empty((n_events, n_par), dtype=np.float32, order=order)
     if layout.kind == "float" and layout.widths[0] == 32 and n_events and n_par:
         swap = layout.order != _native()
-        if order == "C":
+        parts = _row_parts(n_events, threads) if hasher is None else [(0, n_events)]
+        if len(parts) > 1:
+            _read_parallel(fh, path, start, out, swap, parts)
+        elif order == "C":
             _read_into(fh, path, start, out, swap=swap, hasher=hasher)
         else:
             _read_into_columns(fh, path, start, out, swap=swap, hasher=hasher)
@@ -190,6 +197,64 @@ def _read_into_columns(fh, path: object, start: int, out: np.ndarray, swap: bool
     finally:
         if pool is not None:
             pool.shutdown(wait=True)
+
+
+#: fewest rows a thread of a parallel read gets (below, starting threads costs more than it saves)
+_MIN_ROWS_PER_THREAD = 1 << 16
+
+
+def _row_parts(n: int, threads: int) -> list[tuple[int, int]]:
+    """Contiguous row ranges ``[a, b)`` for a read on up to ``threads`` threads, each ≥ _MIN_ROWS_PER_THREAD."""
+    k = max(1, min(int(threads), n // _MIN_ROWS_PER_THREAD))
+    cuts = [n * i // k for i in range(k + 1)]
+    return list(zip(cuts[:-1], cuts[1:]))
+
+
+def _read_parallel(fh, path: object, start: int, out: np.ndarray, swap: bool, parts: list[tuple[int, int]]) -> None:
+    """Fill ``out`` (either order) from row-major float32 DATA, one thread per row range of ``parts``."""
+    fd = fh.fileno()
+    with ThreadPoolExecutor(max_workers=len(parts)) as pool:
+        futures = [pool.submit(_read_rows, fd, path, start, out, a, b, swap) for a, b in parts]
+        for f in futures:
+            f.result()  # re-raises a part's FcsError
+
+
+def _pread_exact(fd: int, view: memoryview, offset: int, path: object, start: int, total: int) -> None:
+    got = 0
+    while got < len(view):
+        k = os.preadv(fd, [view[got:]], offset + got)
+        if not k:
+            raise FcsError(path, f"DATA truncated: expected {total} bytes from byte {start}, file ended at byte "
+                                 f"{offset + got}")
+        got += k
+
+
+def _read_rows(fd: int, path: object, start: int, out: np.ndarray, a: int, b: int, swap: bool) -> None:
+    """Rows ``[a, b)`` of row-major float32 DATA at ``start`` into ``out`` (positioned reads: no shared file
+    position), through a chunk buffer of _COLUMN_CHUNK_ROWS rows for a column-major ``out``, straight into
+    ``out``'s bytes for a row-major one; byte-swapped chunk by chunk when ``swap``."""
+    p = out.shape[1]
+    total = out.shape[0] * p * 4
+    if out.flags.c_contiguous:
+        words = out[a:b].reshape(-1).view(np.uint32)
+        view = memoryview(words).cast("B")
+        step = _READ_CHUNK if swap else len(view)
+        for lo in range(0, len(view), step):
+            hi = min(len(view), lo + step)
+            _pread_exact(fd, view[lo:hi], start + a * p * 4 + lo, path, start, total)
+            if swap:
+                words[lo // 4 : hi // 4].byteswap(inplace=True)
+        return
+    rows_per = min(_COLUMN_CHUNK_ROWS, b - a)
+    buf = np.empty((rows_per, p), dtype=np.float32)
+    view = memoryview(buf.reshape(-1).view(np.uint32)).cast("B")
+    for s in range(a, b, rows_per):
+        rows = min(rows_per, b - s)
+        _pread_exact(fd, view[: rows * p * 4], start + s * p * 4, path, start, total)
+        chunk = buf[:rows]
+        if swap:
+            chunk.byteswap(inplace=True)
+        out[s : s + rows] = chunk
 
 
 def _decode_uniform(raw: np.ndarray, out: np.ndarray, dtype: np.dtype, masks: np.ndarray | None) -> None:
