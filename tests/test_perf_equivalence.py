@@ -510,3 +510,26 @@ def test_time_qc_running_median_is_the_sliding_window_median(values, window):
         padded = np.concatenate([2.0 * v[0] - v[half:0:-1], v, 2.0 * v[-1] - v[-2:-2 - half:-1]])
         want = np.median(sliding_window_view(padded, 2 * half + 1), axis=1)
     assert np.array_equal(_running_median(v, window), want)
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 50_000), k=st.integers(0, 40_000), p=st.integers(1, 6), fortran=st.booleans(),
+       seed=st.integers(0, 2**32 - 1), pick=st.integers(0, 5))
+def test_gather_rows_is_numpy_fancy_indexing(n, k, p, fortran, seed, pick):
+    """The parallel gather equals events[np.ix_(rows, cols)] for any rows (sorted or not, repeated) and columns,
+    on either layout, and refuses rows outside the matrix."""
+    from mrdflow.gating.engine import gather_rows
+
+    rng = np.random.default_rng(seed)
+    events = rng.standard_normal((n, p)).astype(np.float32)
+    if fortran:
+        events = np.asfortranarray(events)
+    rows = rng.integers(0, n, k)
+    if seed % 2:
+        rows.sort()
+    cols = [int(c) for c in rng.integers(0, p, pick)]
+    got = gather_rows(events, rows, cols)
+    assert got.flags.c_contiguous and np.array_equal(got, events[np.ix_(rows, cols)])
+    if k and cols:
+        with pytest.raises(IndexError):
+            gather_rows(events, np.r_[rows, n], cols)

@@ -22,7 +22,7 @@ from mrdflow.errors import GateError, TemplateError
 from mrdflow.gating.adaptive import METHODS, AdaptiveGate, subsample_indices
 from mrdflow.gating.gates import (BooleanGate, EllipsoidGate, Gate, PolygonGate, RangeGate, RectangleGate)
 from mrdflow.gating.template import ROOT, Node, Template
-from mrdflow.kernels.select import paint_packed, rows_at_ranks
+from mrdflow.kernels.select import gather_rows_into, paint_packed, rows_at_ranks
 
 __all__ = ["GatingResult", "gate_events", "build_gate", "boolean_gate", "gather_rows"]
 
@@ -331,10 +331,14 @@ def _fit_adaptive(node: Node, events: np.ndarray, index: Mapping[str, int], pare
 
 def gather_rows(events: np.ndarray, rows: np.ndarray, cols: list[int]) -> np.ndarray:
     """``events[np.ix_(rows, cols)]`` as a C-ordered array (a fit's arithmetic must not depend on the event
-    matrix's layout), gathered column by column (a contiguous column of a column-major matrix)."""
+    matrix's layout), by a parallel numba gather (:func:`mrdflow.kernels.select.gather_rows_into`; ~2.4× numpy's
+    ``take`` on two cores for a 200 k-row subsample of a 5 M-event column)."""
+    rows = np.asarray(rows, dtype=np.int64)
     out = np.empty((rows.size, len(cols)), dtype=events.dtype)
-    for j, c in enumerate(cols):
-        np.take(events[:, c], rows, out=out[:, j])
+    if rows.size and len(cols):
+        if rows.ndim != 1 or rows.min() < 0 or rows.max() >= events.shape[0]:
+            raise IndexError(f"gather_rows: rows must be a 1-D array within [0, {events.shape[0]})")
+        gather_rows_into(events, rows, np.asarray(cols, dtype=np.int64), out)
     return out
 
 

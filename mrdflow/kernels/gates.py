@@ -63,31 +63,48 @@ def rectangle_mask_dense(events, cols, lo, hi, parent, out):
 
 
 @njit(cache=True)
-def rectangle_mask_columns(events, cols, lo, hi, parent, out):
-    """:func:`rectangle_mask` for a column-major (Fortran-ordered) matrix: one branch-free pass per dimension
-    over that column's contiguous values (vectorised; serial — a pass takes about a millisecond per 5 M
-    events, less than waking a thread team). Same result as :func:`rectangle_mask`."""
-    n = events.shape[0]
-    k = cols.shape[0]
-    use_parent = parent.shape[0] > 0
-    for j in range(k):
-        c, a, b = cols[j], lo[j], hi[j]
+def _rectangle_block(events, cols, lo, hi, parent, out, start, stop, use_parent):
+    # rows [start, stop): one branch-free pass per dimension over that column's contiguous values (the loops
+    # index 1-D views from 0, so they vectorise)
+    o = out[start:stop]
+    if cols.shape[0] == 0:
+        for i in range(o.shape[0]):
+            o[i] = parent[start + i] if use_parent else True
+    for j in range(cols.shape[0]):
+        x = events[start:stop, cols[j]]
+        a, b = lo[j], hi[j]
         if j == 0:
             if use_parent:
-                for i in range(n):
-                    v = np.float64(events[i, c])
-                    out[i] = parent[i] & (v >= a) & (v < b)
+                p = parent[start:stop]
+                for i in range(x.shape[0]):
+                    v = np.float64(x[i])
+                    o[i] = p[i] & (v >= a) & (v < b)
             else:
-                for i in range(n):
-                    v = np.float64(events[i, c])
-                    out[i] = (v >= a) & (v < b)
+                for i in range(x.shape[0]):
+                    v = np.float64(x[i])
+                    o[i] = (v >= a) & (v < b)
         else:
-            for i in range(n):
-                v = np.float64(events[i, c])
-                out[i] &= (v >= a) & (v < b)
-    if k == 0:
-        for i in range(n):
-            out[i] = parent[i] if use_parent else True
+            for i in range(x.shape[0]):
+                v = np.float64(x[i])
+                o[i] &= (v >= a) & (v < b)
+
+
+#: rows per parallel work item of the column-major kernels
+_COLUMN_BLOCK = 1 << 16
+
+
+@njit(cache=True, parallel=True)
+def rectangle_mask_columns(events, cols, lo, hi, parent, out):
+    """:func:`rectangle_mask` for a column-major (Fortran-ordered) matrix: per block of 65 536 rows, one
+    vectorised branch-free pass per dimension over that column's contiguous values; blocks in parallel (the
+    per-block function keeps the loops simple enough to vectorise: 2.2 → 1.2 ms per 5 M-event, 2-D gate on
+    two cores). Same result as :func:`rectangle_mask`."""
+    n = events.shape[0]
+    use_parent = parent.shape[0] > 0
+    n_blocks = (n + _COLUMN_BLOCK - 1) // _COLUMN_BLOCK
+    for blk in prange(n_blocks):
+        start = blk * _COLUMN_BLOCK
+        _rectangle_block(events, cols, lo, hi, parent, out, start, min(n, start + _COLUMN_BLOCK), use_parent)
 
 
 #: cells per side of a polygon's lookup grid
@@ -186,8 +203,6 @@ def polygon_mask(events, cx, cy, vx, vy, grid, x0, y0, sx, sy, parent, out):
 
 
 _POLY_BLOCK = 4096
-#: rows per parallel work item of :func:`polygon_mask_columns` (16 blocks: one scratch allocation per item)
-_COLUMN_BLOCK = 1 << 16
 
 
 @njit(cache=True, parallel=True)

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
-
-
+from numba import njit, prange
 
 
 _BYTE_SUM = np.uint64(0x0101010101010101)  # word * this: the sum of its 8 bytes in the top byte
@@ -249,3 +247,28 @@ def paint_packed(packed: np.ndarray, ids: np.ndarray, labels: np.ndarray, order:
         raise ValueError(f"paint_packed: a row to paint is outside the {packed.shape[0]} packed rows")
     if order.size:
         _paint_packed(packed, ids, order, labels)
+
+
+@njit(cache=True)
+def _gather_block(events, rows, cols, out, start, stop):
+    for j in range(cols.shape[0]):
+        col = events[:, cols[j]]
+        dst = out[start:stop, j]
+        r = rows[start:stop]
+        for i in range(r.shape[0]):
+            dst[i] = col[r[i]]
+
+
+#: rows per parallel work item of :func:`gather_rows_into`
+_GATHER_BLOCK = 1 << 14
+
+
+@njit(cache=True, parallel=True)
+def gather_rows_into(events, rows, cols, out):
+    """``out[i, j] = events[rows[i], cols[j]]`` — blocks of rows in parallel, column by column within a block
+    (one column of a column-major matrix at a time). ``rows`` must lie in ``[0, n_events)`` (unchecked)."""
+    n = rows.shape[0]
+    n_blocks = (n + _GATHER_BLOCK - 1) // _GATHER_BLOCK
+    for blk in prange(n_blocks):
+        start = blk * _GATHER_BLOCK
+        _gather_block(events, rows, cols, out, start, min(n, start + _GATHER_BLOCK))
