@@ -73,7 +73,9 @@ def decode(fh, path: object, start: int, length: int, n_events: int, layout: Lay
     out = np.empty((n_events, n_par), dtype=np.float32, order=order)
     if layout.kind == "float" and layout.widths[0] == 32 and n_events and n_par:
         swap = layout.order != _native()
-        parts = _row_parts(n_events, threads) if hasher is None else [(0, n_events)]
+        # positioned reads (os.preadv) are POSIX-only: elsewhere one thread reads, as with a hasher
+        parallel = hasher is None and hasattr(os, "preadv")
+        parts = _row_parts(n_events, threads) if parallel else [(0, n_events)]
         if len(parts) > 1:
             _read_parallel(fh, path, start, out, swap, parts)
         elif order == "C":

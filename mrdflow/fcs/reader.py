@@ -140,8 +140,8 @@ def read_fcs(
         validate a panel against many large files. Not with ``sha256``.
     threads : int
         Read native float32 DATA on up to this many threads, each a contiguous range of events (≥ 65 536 of
-        them; same values). Ignored with ``sha256`` (the hash takes the bytes in file order) and for other
-        DATA types.
+        them; same values). Ignored with ``sha256`` (the hash takes the bytes in file order), for other
+        DATA types and where ``os.preadv`` is missing (Windows).
 
     Raises
     ------
