@@ -106,6 +106,15 @@ def test_singlet_band_is_median_plus_k_mad(scale):
     assert kept[2_500:].mean() > 0.999
     # the wedge geometry is the ratio rule itself
     assert np.array_equal(kept, (r < g.upper_) & (r >= g.lower_) & (X[:, 1] > 0))
+    # exactly numpy's median and scipy's MAD (the fast median is a replay, not an approximation)
+    assert g.median_ == float(np.median(r))
+    assert g.mad_ == float(stats.median_abs_deviation(r, scale="normal"))
+
+
+def test_singlet_without_any_positive_height_says_so():
+    X = np.c_[np.ones(100), np.zeros(100)].astype(np.float32)
+    with pytest.raises(ValueError, match="positive height"):
+        Singlet().fit(X)
 
 
 def test_margin_removes_saturated_and_minimum_piles():

@@ -505,6 +505,9 @@ class Singlet(AdaptiveGate):
         X = self._prepare(X).astype(np.float64)
         ok = X[:, 1] > 0
         r = X[ok, 0] / X[ok, 1]
+        if r.size == 0:
+            raise ValueError("no event has a positive height (the second dimension), so there is no "
+                             "area/height ratio to place the singlet gate on")
         # = np.median(r) and stats.median_abs_deviation(r, scale="normal"), each median by one single-rank
         # partition (mrdflow.quantiles.median)
         med = median(r)
