@@ -198,3 +198,24 @@ def test_tail_gap_needs_side_above():
         Tail(side="below", gap_depth=0.2).validate(1)
     with pytest.raises(ValueError, match="gap_depth"):
         Tail(side="above", gap_depth=1.5).validate(1)
+
+
+def test_tail_gap_pick_first_keeps_a_dim_population_between_two_gaps():
+    """CD138-like: negative cells, a dim clone, bright normal PCs, each separated by an empty stretch. The
+    deepest gap may be the one above the clone (dropping it); gap_pick="first" takes the gap right above the
+    negatives, so the clone stays in; both ignore a 'gap' with too few events beyond it."""
+    rng = np.random.default_rng(3)
+    neg = rng.normal(0.15, 0.05, 190_000)
+    clone = rng.normal(0.50, 0.02, 3_000)
+    pcs = rng.normal(0.80, 0.03, 7_000)
+    x = np.concatenate([neg, clone, pcs]).astype(np.float32)[:, None]
+    first = Tail(side="above", k=5, peak="first", gap_depth=0.2, gap_min_events=20, gap_pick="first").fit(x)
+    assert first.gap_ and 0.3 < first.threshold_ < 0.44  # below the clone, above the negatives
+    deepest = Tail(side="above", k=5, peak="first", gap_depth=0.2, gap_min_events=20).fit(x)
+    assert deepest.gap_ and deepest.threshold_ >= first.threshold_
+    kept = first.apply(x)
+    assert kept[190_000:193_000].mean() > 0.999 and kept[:190_000].mean() < 1e-4
+    few = np.concatenate([neg, rng.normal(0.8, 0.01, 10)]).astype(np.float32)[:, None]  # 10 < gap_min_events
+    assert not Tail(side="above", k=5, peak="first", gap_depth=0.2, gap_min_events=20, gap_pick="first").fit(few).gap_
+    with pytest.raises(ValueError, match="gap_pick"):
+        Tail(gap_depth=0.2, gap_pick="widest").validate(1)

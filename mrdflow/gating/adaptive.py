@@ -192,12 +192,15 @@ def _shoulder(centers, dens, mode_i, side: str, k: float, h: float) -> tuple[flo
     return float(thr), float(sigma)
 
 
-def _gap_above(centers, dens, mode_i: int, xs: np.ndarray, depth: float, min_events: int) -> float | None:
-    """The deepest density gap above ``mode_i`` with a population beyond it (see :class:`Tail`), or None.
+def _gap_above(centers, dens, mode_i: int, xs: np.ndarray, depth: float, min_events: int,
+               pick: str = "deepest") -> float | None:
+    """A density gap above ``mode_i`` with a population beyond it (see :class:`Tail`), or None.
 
     Depth of bin ``i``: ``dens[i] / max(dens[i+1:])`` (≥ 1 on a falling flank, near 0 in a gap before a bump).
-    The deepest bin with depth ≤ ``depth`` and ≥ ``min_events`` of the values (``xs``, sorted) beyond it wins (the
-    lowest on a tie).
+    Bins with depth ≤ ``depth`` and ≥ ``min_events`` of the values (``xs``, sorted) beyond them qualify.
+    ``pick="deepest"``: the deepest qualifying bin anywhere above the peak (the lowest on a tie);
+    ``pick="first"``: the deepest bin of the *first* run of qualifying bins above the peak — the gap right
+    above the peak's population, so a dimmer population between it and a brighter one stays above the threshold.
     """
     tail = dens[mode_i + 1:]
     if tail.size < 3:
@@ -205,13 +208,25 @@ def _gap_above(centers, dens, mode_i: int, xs: np.ndarray, depth: float, min_eve
     ahead = np.maximum.accumulate(tail[::-1])[::-1]  # highest density at or above each bin
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = np.where(ahead[1:] > 0, tail[:-1] / ahead[1:], np.inf)
-    order = np.argsort(ratio, kind="stable")
-    for i in order:
+
+    def enough_beyond(i: int) -> bool:
+        return xs.size - np.searchsorted(xs, float(centers[mode_i + 1 + i]), side="left") >= min_events
+
+    if pick == "first":
+        low = np.flatnonzero(ratio <= depth)
+        if not low.size:
+            return None
+        run_end = low[0]
+        while run_end + 1 < ratio.size and ratio[run_end + 1] <= depth:
+            run_end += 1
+        run = np.arange(low[0], run_end + 1)
+        i = int(run[np.argmin(ratio[run])])  # the first minimum on a tie
+        return float(centers[mode_i + 1 + i]) if enough_beyond(i) else None
+    for i in np.argsort(ratio, kind="stable"):
         if not ratio[i] <= depth:
             return None
-        thr = float(centers[mode_i + 1 + i])
-        if xs.size - np.searchsorted(xs, thr, side="left") >= min_events:
-            return thr
+        if enough_beyond(int(i)):
+            return float(centers[mode_i + 1 + i])
     return None
 
 
@@ -341,7 +356,12 @@ class Tail(_Density1D):
     threshold moves to the bin above the peak where the density, relative to the highest density still to come
     above it, is lowest, when that ratio is ≤ ``gap_depth`` and ≥ ``gap_min_events`` events lie beyond it.
     The shoulder alone misplaces such a gate both ways: a minor population merged into the peak's flank widens
-    σ past the rare one, and a peak too small to count leaves the threshold inside it.
+    σ past the rare one, and a peak too small to count leaves the threshold inside it. ``gap_pick`` chooses
+    among several gaps: ``"deepest"`` (default) the emptiest anywhere above the peak, ``"first"`` the emptiest
+    point of the first gap above the peak's population — e.g. CD138: the gap between the CD138-negative cells
+    and the plasma cells, so a CD138-dim clone below the bright normal PCs stays in. The gap does not depend on
+    how the scale shapes the negative population's spread (a dim instrument or integer DATA clipped at 0 change
+    the shoulder's σ 2–3-fold).
 
     Attributes
     ----------
@@ -351,7 +371,7 @@ class Tail(_Density1D):
     def __init__(self, *, side: str = "above", k: float = 3.0, keep: str | None = None, peak: str = "dominant",
                  min_prominence: float = 0.05, bounds: list[float] | None = None, bins: int = 512,
                  adjust: float = 1.0, max_events: int = 200_000, seed: int = 0, gap_depth: float | None = None,
-                 gap_min_events: int = 3):
+                 gap_min_events: int = 3, gap_pick: str = "deepest"):
         super().__init__(keep=keep if keep is not None else side, bounds=bounds, bins=bins, adjust=adjust,
                          max_events=max_events, seed=seed)
         self.keep = keep
@@ -361,6 +381,7 @@ class Tail(_Density1D):
         self.min_prominence = min_prominence
         self.gap_depth = gap_depth
         self.gap_min_events = gap_min_events
+        self.gap_pick = gap_pick
 
     def validate(self, n_dims: int | None = None) -> None:
         keep = self.keep
@@ -386,6 +407,8 @@ class Tail(_Density1D):
         if isinstance(self.gap_min_events, bool) or not isinstance(self.gap_min_events, int) \
                 or self.gap_min_events < 1:
             raise ValueError(f"gap_min_events must be a positive integer, found {self.gap_min_events!r}")
+        if self.gap_pick not in ("deepest", "first"):
+            raise ValueError(f"gap_pick must be 'deepest' or 'first', found {self.gap_pick!r}")
 
     def fit(self, X: np.ndarray) -> "Tail":
         x = self._prepare(X)[:, 0]
@@ -400,7 +423,7 @@ class Tail(_Density1D):
         self.threshold_, self.sigma_ = _shoulder(centers, dens, mode_i, self.side, self.k, h)
         self.gap_ = False
         if self.gap_depth is not None:
-            valley = _gap_above(centers, dens, mode_i, xs, self.gap_depth, self.gap_min_events)
+            valley = _gap_above(centers, dens, mode_i, xs, self.gap_depth, self.gap_min_events, self.gap_pick)
             if valley is not None:
                 self.threshold_, self.gap_ = valley, True
         self.geometry_ = _range_geometry(self.threshold_, self.keep if self.keep is not None else self.side)
