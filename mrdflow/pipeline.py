@@ -302,6 +302,7 @@ def _gate_tube(panel: Panel, template, tube: str, path: Path, *, plot_data: bool
         chain = np.full(pc_idx.size, NO_CHAIN, dtype=np.int8)
         chain[kappa_m[pc_idx]] = KAPPA
         chain[lambda_m[pc_idx] & ~kappa_m[pc_idx]] = LAMBDA
+    warnings.extend(_off_scale_warnings(pc_idx, setup.at_top, marker_cols, fcs.channels))
     plot = None
     if plot_data:
         plot = _plot_data(tube, fcs, res, pc_idx, tq, seed, names={**setup.markers, **setup.index})
@@ -553,6 +554,34 @@ def _plot_labels(staged: tuple[TubePlotData, np.ndarray, np.ndarray], aberrant: 
 # ------------------------------------------------------------------------------------------------ the sample
 
 
+#: fewest plasma cells for judging how many sit at the top of a marker's scale
+_MIN_PCS_OFF_SCALE = 20
+
+
+def _off_scale_warnings(pc_idx: np.ndarray, at_top: Mapping[int, np.ndarray], marker_cols: Mapping[str, int],
+                        channels, max_rate: float | None = None) -> list[str]:
+    """``pc_off_scale`` warnings: markers for which more than ``max_rate`` (AdequacySettings.max_pc_off_scale_rate)
+    of the plasma cells had a raw value at the top of the detector's scale (≥ $PnR − 1, before compensation) —
+    a detector set too high for the PCs, which compresses that marker's PC references and phenotype calls."""
+    from mrdflow.qc.adequacy import AdequacySettings
+
+    rate = AdequacySettings().max_pc_off_scale_rate if max_rate is None else max_rate
+    out = []
+    if pc_idx.size < _MIN_PCS_OFF_SCALE:
+        return out
+    for marker, col in marker_cols.items():
+        rows = at_top.get(col)
+        if rows is None:
+            continue
+        k = int(np.intersect1d(pc_idx, rows, assume_unique=True).size)
+        if k > rate * pc_idx.size:
+            out.append(f"pc_off_scale: {k} of the {pc_idx.size} plasma cells ({100 * k / pc_idx.size:.0f} %) are at "
+                       f"the top of the {marker} scale (channel {channels[col].name}, saturated at $PnR); the "
+                       f"detector is set too high for them, so {marker}-based calls and the MRD count are "
+                       f"unreliable")
+    return out
+
+
 def _sample_result(panel: Panel, sid: str, paths: list[Path], tubes: list[TubeAnalysis],
                    thresholds: MrdThresholds, specimen: SpecimenCall) -> SampleResult:
     from mrdflow.qc.adequacy import assess_adequacy
@@ -569,7 +598,7 @@ def _sample_result(panel: Panel, sid: str, paths: list[Path], tubes: list[TubeAn
                 flags.append(f)
         for w in t.details["warnings"]:
             key = w.split(":")[0]
-            if key in ("spillover_missing", "time_qc_not_done", "step_skipped") and key not in flags:
+            if key in ("spillover_missing", "time_qc_not_done", "step_skipped", "pc_off_scale") and key not in flags:
                 flags.append(key)
 
     details: dict[str, Any] = {

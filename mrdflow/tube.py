@@ -40,6 +40,8 @@ class TubeSetup:
     warnings : e.g. ``spillover_missing``.
     template : the template restricted to this tube's markers (see :func:`tube_template`); gate with it.
     dropped : template populations this tube cannot evaluate (their markers belong to another tube).
+    at_top : marker column → sorted rows whose raw (uncompensated) value is at the top of that detector's
+        scale (≥ $PnR − 1, saturated); only columns with such rows. Filled by :func:`prepare_tube`.
     """
 
     tube: str
@@ -51,6 +53,7 @@ class TubeSetup:
     warnings: list[str] = field(default_factory=list)
     template: Template | None = None
     dropped: list[str] = field(default_factory=list)
+    at_top: dict[int, np.ndarray] = field(default_factory=dict)
 
 
 def check_tube(panel: Panel, tube: str, fcs: Any, template: Template) -> TubeSetup:
@@ -154,25 +157,39 @@ def prepare_tube(panel: Panel, tube: str, fcs: Any, template: Template) -> TubeS
     from mrdflow.scaling import scale_events
 
     setup = check_tube(panel, tube, fcs, template)
-    require_finite(fcs)
+    # the raw top of each marker's scale: saturated events are found before compensation moves them off it
+    tops = np.full(len(fcs.channels), np.inf)
+    for col in setup.markers.values():
+        ch = fcs.channels[col]
+        tops[col] = linear_value(ch, max(float(ch.range) - 1.0, 0.0))
+    setup.at_top = require_finite(fcs, tops=tops)
     scale_events(fcs.events, [c.name for c in fcs.channels], setup.spillover, setup.transforms)
     return setup
 
 
-def require_finite(fcs: Any) -> None:
+def require_finite(fcs: Any, tops: np.ndarray | None = None) -> dict[int, np.ndarray]:
     """Raise :class:`~mrdflow.errors.FcsError` when the events hold NaN or ±inf (corrupt DATA): compensation
     would spread them to every channel and gates would silently drop the events.
 
-    One parallel pass over the events without temporaries (:func:`mrdflow.kernels.checks.count_nonfinite`); the
-    first bad event is searched only in a column that has one.
+    One pass over the events without temporaries (:func:`mrdflow.kernels.checks.count_nonfinite`); the first bad
+    event is searched only in a column that has one. With ``tops`` (one value per column), the same pass counts
+    the values at or above them; returns column → sorted rows of those values, for the columns that have any.
     """
     from mrdflow.errors import FcsError
     from mrdflow.kernels.checks import count_nonfinite
 
     events = fcs.events
     if events.size == 0:
-        return
-    for j in np.flatnonzero(count_nonfinite(events)):
+        return {}
+    at_top: dict[int, np.ndarray] = {}
+    if tops is None:
+        nonfinite = count_nonfinite(events)
+    else:
+        nonfinite, n_top = count_nonfinite(events, tops)
+        limits = np.asarray(tops, dtype=np.float32)
+        for j in np.flatnonzero(n_top):
+            at_top[int(j)] = np.flatnonzero(events[:, j] >= limits[j])
+    for j in np.flatnonzero(nonfinite):
         bad = np.flatnonzero(~np.isfinite(events[:, j]))
         if bad.size:
             ch = fcs.channels[j]
@@ -180,3 +197,4 @@ def require_finite(fcs: Any) -> None:
             raise FcsError(getattr(fcs, "path", "<file>"),
                            f"DATA holds {bad.size} non-finite value(s) (NaN or ±inf) in channel {name}, first at "
                            f"event {int(bad[0]) + 1}; expected finite numbers in every event (corrupt file?)")
+    return at_top

@@ -22,6 +22,20 @@ def test_count_nonfinite_matches_numpy(events):
     np.testing.assert_array_equal(count_nonfinite(np.ascontiguousarray(events)), (~np.isfinite(events)).sum(axis=0))
 
 
+@settings(max_examples=60, deadline=None)
+@given(arrays(np.float32, st.tuples(st.integers(0, 300), st.integers(1, 6)), elements=values),
+       st.lists(st.floats(-1e3, 1e3, width=32), min_size=6, max_size=6), st.booleans())
+def test_count_at_top_matches_numpy(events, tops, fortran):
+    """The same pass counts the values at or above each column's top (saturated events), as numpy does."""
+    events = np.asfortranarray(events) if fortran else np.ascontiguousarray(events)
+    tops = np.array(tops[: events.shape[1]], dtype=np.float32)
+    nonfinite, at_top = count_nonfinite(events, tops)
+    np.testing.assert_array_equal(nonfinite, (~np.isfinite(events)).sum(axis=0))
+    np.testing.assert_array_equal(at_top, (events >= tops).sum(axis=0))
+    with pytest.raises(ValueError, match="one value per column"):
+        count_nonfinite(events, np.zeros(events.shape[1] + 1))
+
+
 def test_count_nonfinite_crosses_block_boundaries_and_rejects_bad_input():
     events = np.zeros((200_001, 3), dtype=np.float32)
     events[[0, 65535, 65536, 200_000], 1] = [np.nan, np.inf, -np.inf, np.nan]

@@ -220,6 +220,38 @@ def test_another_instruments_signal_scale_gives_the_same_result(demo_panel, tmp_
     assert result.hemodilution == base.hemodilution
 
 
+def test_plasma_cells_on_the_top_of_a_detectors_scale_are_flagged(demo_panel, demo01, tmp_path):
+    """A detector set so high that many plasma cells saturate (CD38/FITC at 3×: over half the PCs at $PnR − 1)
+    compresses that marker's PC references and moves the count (DEMO01: 463 aberrant instead of 611): the result
+    carries the pc_off_scale flag and each tube a warning naming the marker, its channel and the share."""
+    from dataclasses import replace
+
+    from batch_data import _KEEP_KEYWORDS
+    from mrdflow.fcs import read_fcs, write_fcs
+
+    paths = []
+    for t in ("T1", "T2"):
+        fcs = read_fcs(DEMO / f"DEMO01_{t}.fcs")
+        names = [c.name for c in fcs.channels]
+        ev = fcs.events.astype(np.float64)
+        ev[:, names.index("FITC-A")] *= 3.0
+        ranges = np.array([c.range for c in fcs.channels], dtype=float)
+        ev = np.minimum(ev, ranges - 1)  # the detector saturates
+        sp = fcs.spillover
+        gain = np.array([3.0 if c == "FITC-A" else 1.0 for c in sp.channels])
+        spill = replace(sp, matrix=np.asarray(sp.matrix) * gain[None, :] / gain[:, None])  # the same instrument
+        out = tmp_path / f"SAT01_{t}.fcs"
+        write_fcs(out, ev.astype(np.float32), names, markers=[c.marker for c in fcs.channels], spillover=spill,
+                  keywords={k: str(fcs.keywords[k]) for k in _KEEP_KEYWORDS if k in fcs.keywords},
+                  ranges=[int(r) for r in ranges])
+        paths.append(out)
+    result = analyze_sample(paths, demo_panel)
+    assert "pc_off_scale" in result.qc_flags and "pc_off_scale" not in demo01[0].qc_flags
+    for tube in ("tube1", "tube2"):
+        (w,) = [w for w in result.details["tubes"][tube]["warnings"] if w.startswith("pc_off_scale")]
+        assert "CD38" in w and "FITC-A" in w and " %)" in w
+
+
 def test_files_without_height_channels_skip_the_singlet_steps_and_say_so(demo_panel, demo01, tmp_path):
     """Some exports have FSC-A/SSC-A only: the optional FSC-A/FSC-H and SSC-A/SSC-H singlet gates pass every
     event on (doublets stay in the denominator), and the result carries the step_skipped flag and why."""

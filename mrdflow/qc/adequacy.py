@@ -32,15 +32,20 @@ class AdequacySettings:
         Flag ``high_doublet_rate`` above this fraction of doublets (0.15; bulk-lysed marrow typically 2–10 %).
     max_debris_rate
         Flag ``high_debris_rate`` above this fraction of debris / non-nucleated events (0.5).
+    max_pc_off_scale_rate
+        Flag ``pc_off_scale`` (per tube and marker, by the pipeline) above this fraction of the plasma cells
+        whose raw value is at the top of the marker's scale (0.05): a detector set too high for the PCs.
     """
 
     max_time_removed_rate: float = 0.2
     max_margin_rate: float = 0.05
     max_doublet_rate: float = 0.15
     max_debris_rate: float = 0.5
+    max_pc_off_scale_rate: float = 0.05
 
     def __post_init__(self) -> None:
-        for name in ("max_time_removed_rate", "max_margin_rate", "max_doublet_rate", "max_debris_rate"):
+        for name in ("max_time_removed_rate", "max_margin_rate", "max_doublet_rate", "max_debris_rate",
+                     "max_pc_off_scale_rate"):
             value = getattr(self, name)
             if not (0.0 <= float(value) <= 1.0):
                 raise AnalysisError(f"AdequacySettings.{name}: expected a fraction in [0, 1], found {value!r}")
