@@ -224,6 +224,9 @@ class TimeQcSettings(_Model):
     mad: float = Field(default=6.0, gt=0)
     it_limit: float = Field(default=0.6, gt=0, le=1)
     consecutive_bins: int = Field(default=5, ge=0)
+    #: above this median lag-1 correlation of consecutive events' signals the events are taken to be out of
+    #: acquisition order and nothing is removed (mrdflow.qc.time.TimeQcSettings.max_order_correlation)
+    max_order_correlation: float = Field(default=0.3, gt=0, le=1)
 
 
 class HemodilutionSettings(_Model):

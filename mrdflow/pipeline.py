@@ -239,7 +239,7 @@ def _gate_tube(panel: Panel, template, tube: str, path: Path, *, plot_data: bool
         s = panel.qc.time
         tq = time_qc(ev, time_col, sorted(set(marker_cols.values())),
                      TimeQcSettings(min_events_per_bin=s.min_cells, max_bins=s.max_bins, mad_threshold=s.mad,
-                                    consecutive_bins=s.consecutive_bins,
+                                    consecutive_bins=s.consecutive_bins, max_order_correlation=s.max_order_correlation,
                                     events_per_bin=_time_bin_size(ev[:, time_col], s.min_cells, s.max_bins)))
         keep = tq.keep
         warnings.extend(tq.warnings)

@@ -252,6 +252,34 @@ def test_plasma_cells_on_the_top_of_a_detectors_scale_are_flagged(demo_panel, de
         assert "CD38" in w and "FITC-A" in w and " %)" in w
 
 
+def test_events_grouped_by_population_give_the_same_result_and_say_time_qc_was_not_done(demo_panel, demo01,
+                                                                                          tmp_path):
+    """A generator that writes a specimen's events population by population (Time still increasing) is not an
+    acquisition: time QC would take every change of population for a signal shift and remove most of the file.
+    The same events in that order give the same MRD result, with time_qc_not_done and the reason."""
+    from batch_data import _KEEP_KEYWORDS
+    from mrdflow.fcs import read_fcs, write_fcs
+
+    paths = []
+    for t in ("T1", "T2"):
+        fcs = read_fcs(DEMO / f"DEMO01_{t}.fcs")
+        names = [c.name for c in fcs.channels]
+        labels = np.load(DEMO / f"DEMO01_{t}.truth.npz")["labels"]
+        ev = fcs.events[np.argsort(labels, kind="stable")]
+        ev[:, names.index("Time")] = np.sort(fcs.events[:, names.index("Time")])
+        out = tmp_path / f"GRP01_{t}.fcs"
+        write_fcs(out, ev, names, markers=[c.marker for c in fcs.channels], spillover=fcs.spillover,
+                  keywords={k: str(fcs.keywords[k]) for k in _KEEP_KEYWORDS if k in fcs.keywords},
+                  ranges=[c.range for c in fcs.channels])
+        paths.append(out)
+    result = analyze_sample(paths, demo_panel)
+    base = demo01[0]
+    assert (result.mrd_status, result.n_aberrant_pc, result.n_events_evaluable) == \
+        (base.mrd_status, base.n_aberrant_pc, base.n_events_evaluable)
+    assert "time_qc_not_done" in result.qc_flags and "time_qc_not_done" not in base.qc_flags
+    assert any("not in acquisition order" in w for w in result.details["tubes"]["tube1"]["warnings"])
+
+
 def test_files_without_height_channels_skip_the_singlet_steps_and_say_so(demo_panel, demo01, tmp_path):
     """Some exports have FSC-A/SSC-A only: the optional FSC-A/FSC-H and SSC-A/SSC-H singlet gates pass every
     event on (doublets stay in the denominator), and the result carries the step_skipped flag and why."""

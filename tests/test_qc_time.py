@@ -86,6 +86,26 @@ def test_events_out_of_time_order_are_handled():
     assert np.count_nonzero(~result.keep & ~truth[perm]) <= 2 * per_bin
 
 
+def test_events_written_population_by_population_are_not_time_qc_material():
+    """A file whose events are grouped by population (a generator's artefact, not an acquisition): every
+    stretch would look like a signal shift. The lag-1 correlation of consecutive events gives it away, and
+    nothing is removed, with a warning that says why; a real acquisition — clog included — is checked as usual."""
+    events, _ = acquisition(200_000, 13)
+    grouped = events.copy()
+    order = np.argsort(events[:, 3], kind="stable")  # grouped by FL3 (the population marker) ...
+    grouped[:, 1:] = events[order, 1:]  # ... while Time still runs on
+    result = time_qc(grouped, 0, [1, 2, 3])
+    assert result.fraction_removed == 0.0 and result.keep.all() and not result.flags
+    (w,) = [w for w in result.warnings if w.startswith("time_qc_not_done")]
+    assert "not in acquisition order" in w
+    clogged, truth = acquisition(200_000, 14, clogs=[(40.0, 42.0, 0.25, 2.0)])
+    checked = time_qc(clogged, 0, [1, 2, 3])
+    assert not any(w.startswith("time_qc_not_done") for w in checked.warnings)
+    assert np.count_nonzero(~checked.keep & truth) > 0.9 * truth.sum()
+    with pytest.raises(AnalysisError, match="max_order_correlation"):
+        TimeQcSettings(max_order_correlation=0.0)
+
+
 def test_short_good_stretches_between_bad_bins_are_removed():
     # two clogs 0.4 s (= 4 bins of 200 events) apart: the good bins between them go too
     events, truth = acquisition(100_000, 12, clogs=[(10.0, 10.6, 0.2, 3.0), (11.0, 11.6, 0.2, 3.0)])

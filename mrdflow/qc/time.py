@@ -64,6 +64,13 @@ class TimeQcSettings:
     min_signal_shift
         Smallest shift of a bin median, in robust SDs of the channel over all events, that can flag a bin
         (0.15, ours).
+    max_order_correlation
+        Time QC compares stretches of the acquisition, which assumes that consecutive events are independent
+        cells (in a real acquisition the correlation of consecutive events' signals is ~0, |r| ≤ 0.04 even
+        through a severe clog on the simulator's files). When the median over the signal channels of that lag-1
+        correlation (in Time order) is above this (0.3, ours), the events are not in acquisition order — e.g.
+        written population by population (r ≈ 0.8–0.95) — and nothing is removed, with a ``time_qc_not_done``
+        warning: on such a file every stretch would look like a signal shift.
     """
 
     min_events_per_bin: int = 150
@@ -74,6 +81,7 @@ class TimeQcSettings:
     trend_window: float = 0.5
     min_rate_change: float = 0.25
     min_signal_shift: float = 0.15
+    max_order_correlation: float = 0.3
 
     def __post_init__(self) -> None:
         checks = [
@@ -88,6 +96,7 @@ class TimeQcSettings:
             ("trend_window", 0 < self.trend_window <= 1, "a fraction in (0, 1]"),
             ("min_rate_change", self.min_rate_change >= 0, "a number >= 0"),
             ("min_signal_shift", self.min_signal_shift >= 0, "a number >= 0"),
+            ("max_order_correlation", 0 < self.max_order_correlation <= 1, "a number in (0, 1]"),
         ]
         for name, ok, expected in checks:
             if not ok:
@@ -175,6 +184,47 @@ def _fill_short_good_runs(bad: np.ndarray, max_len: int) -> np.ndarray:
     return out
 
 
+def _nothing_removed(n: int, columns: tuple[int, ...], warnings: list[str]) -> TimeQcResult:
+    empty = np.zeros(0)
+    return TimeQcResult(
+        keep=np.ones(n, dtype=bool), bin_edges=np.array([0, n], dtype=np.int64), bin_start=empty,
+        bin_end=empty, bin_rate=empty, bin_levels=np.zeros((0, len(columns))),
+        signal_columns=columns, bad_rate=np.zeros(0, bool), bad_signal=np.zeros((0, len(columns)), bool),
+        removed_bins=np.zeros(0, bool), excluded_ranges=(), fraction_removed=0.0, flags=(),
+        warnings=tuple(warnings),
+    )
+
+
+#: consecutive-event pairs the order check looks at: _ORDER_RUNS stretches of consecutive events spread evenly
+#: over the acquisition (contiguous memory; the correlation to ±0.01, ~2 ms for 8 channels)
+_ORDER_PAIRS = 20_000
+_ORDER_RUNS = 50
+
+
+def _order_correlation(events: np.ndarray, columns: tuple[int, ...], order: np.ndarray | None) -> float:
+    """Median over ``columns`` of the Pearson correlation between consecutive events (in Time order), on
+    ≤ _ORDER_PAIRS pairs from _ORDER_RUNS evenly spread stretches; 0.0 without columns or pairs."""
+    n = events.shape[0]
+    if n < 3 or not columns:
+        return 0.0
+    if n - 1 <= _ORDER_PAIRS:
+        first = np.arange(n - 1)
+    else:
+        run = _ORDER_PAIRS // _ORDER_RUNS
+        starts = np.linspace(0, n - 1 - run, _ORDER_RUNS).astype(np.int64)
+        first = (starts[:, None] + np.arange(run)[None, :]).ravel()
+    a, b = (first, first + 1) if order is None else (order[first], order[first + 1])
+    rs = []
+    for c in columns:
+        col = events[:, c]
+        x = col.take(a).astype(np.float64)
+        y = col.take(b).astype(np.float64)
+        sx, sy = x.std(), y.std()
+        if sx > 0 and sy > 0:
+            rs.append(float(np.mean((x - x.mean()) * (y - y.mean())) / (sx * sy)))
+    return float(np.median(rs)) if rs else 0.0
+
+
 def _clip_quantiles(rows: np.ndarray, cols: list[int]) -> np.ndarray:
     """(4, len(cols)) float64: ``np.percentile(rows[:, cols], [1, 25, 75, 99], axis=0)``, read off one sort
     of each column (:func:`mrdflow.quantiles.sorted_quantile`, same numbers, several times faster)."""
@@ -235,14 +285,14 @@ def time_qc(
 
     if n_bins < 3:
         warnings.append(f"only {n} events ({n_bins} bins of {per_bin}): too few for time QC, nothing removed")
-        empty = np.zeros(0)
-        return TimeQcResult(
-            keep=np.ones(n, dtype=bool), bin_edges=np.array([0, n], dtype=np.int64), bin_start=empty,
-            bin_end=empty, bin_rate=empty, bin_levels=np.zeros((0, len(columns))),
-            signal_columns=columns, bad_rate=np.zeros(0, bool), bad_signal=np.zeros((0, len(columns)), bool),
-            removed_bins=np.zeros(0, bool), excluded_ranges=(), fraction_removed=0.0, flags=(),
-            warnings=tuple(warnings),
-        )
+        return _nothing_removed(n, columns, warnings)
+    r = _order_correlation(events, columns, order)
+    if r > settings.max_order_correlation:
+        warnings.append(f"time_qc_not_done: consecutive events are alike (median lag-1 correlation of the signals "
+                        f"r = {r:.2f}, above {settings.max_order_correlation}): the events are not in acquisition "
+                        "order (written population by population?), so stretches of the acquisition cannot be "
+                        "compared; nothing removed")
+        return _nothing_removed(n, columns, warnings)
 
     edges = np.linspace(0, n, n_bins + 1).round().astype(np.int64)
     sorted_time = time if order is None else time[order]

@@ -43,7 +43,8 @@ FLAG_DESCRIPTIONS = {
     "flow_rate_anomaly": "unstable flow rate during acquisition; the affected stretches were excluded",
     "signal_shift": "a fluorescence signal drifted during acquisition; the affected stretches were excluded",
     "spillover_missing": "the file has no spillover matrix; events were analysed uncompensated",
-    "time_qc_not_done": "the file has no Time channel: acquisition stability could not be checked",
+    "time_qc_not_done": "acquisition stability could not be checked (no Time channel, or the events are not in "
+                        "acquisition order); see the tube's warnings",
     "pc_off_scale": "many plasma cells sit at the top of a marker's scale (the detector is set too high for "
                     "them): that marker's calls and the MRD count are unreliable; see the tube's warnings",
     "step_skipped": "an optional gating step could not run because the file lacks its channel (e.g. no FSC-H: "
