@@ -215,7 +215,6 @@ def _gate_tube(panel: Panel, template, tube: str, path: Path, *, plot_data: bool
     from mrdflow.gating.engine import gate_events
     from mrdflow.panel_files import time_channel
     from mrdflow.tube import prepare_tube
-
     from numba import get_num_threads
 
     # column-major events: every gate / QC pass reads only its own channels' memory; read on as many threads
@@ -559,13 +558,13 @@ _MIN_PCS_OFF_SCALE = 20
 
 
 def _off_scale_warnings(pc_idx: np.ndarray, at_top: Mapping[int, np.ndarray], marker_cols: Mapping[str, int],
-                        channels, max_rate: float | None = None) -> list[str]:
-    """``pc_off_scale`` warnings: markers for which more than ``max_rate`` (AdequacySettings.max_pc_off_scale_rate)
-    of the plasma cells had a raw value at the top of the detector's scale (≥ $PnR − 1, before compensation) —
-    a detector set too high for the PCs, which compresses that marker's PC references and phenotype calls."""
+                        channels) -> list[str]:
+    """``pc_off_scale`` warnings: markers for which more than ``AdequacySettings.max_pc_off_scale_rate`` of the
+    plasma cells had a raw value at the top of the detector's scale (≥ $PnR − 1, before compensation) — a
+    detector set too high for the PCs, which compresses that marker's PC references and phenotype calls."""
     from mrdflow.qc.adequacy import AdequacySettings
 
-    rate = AdequacySettings().max_pc_off_scale_rate if max_rate is None else max_rate
+    rate = AdequacySettings().max_pc_off_scale_rate
     out = []
     if pc_idx.size < _MIN_PCS_OFF_SCALE:
         return out

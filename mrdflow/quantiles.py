@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["sorted_quantile", "sorted_histogram", "median"]
+__all__ = ["sorted_quantile", "sorted_histogram", "sorted_within", "median"]
 
 
 def sorted_quantile(xs: np.ndarray, q):
@@ -68,14 +68,18 @@ def sorted_histogram(xs: np.ndarray, bins: int, range: tuple[float, float]) -> t
     ``range`` are not counted), by binary search instead of one pass over the values."""
     xs = np.asarray(xs)
     edges = np.histogram_bin_edges(xs[:0], bins=bins, range=range)
-    lo, hi = range
-    # numpy's own range test (same operands, same promotion): a prefix and a suffix of the sorted values fail it
-    first = int(np.count_nonzero(~(xs >= lo)))
-    last = xs.size - int(np.count_nonzero(~(xs <= hi)))
-    inside = xs[first:max(first, last)]
+    inside = sorted_within(xs, *range)
     cuts = np.searchsorted(inside, edges[1:-1], side="left")
     bounds = np.concatenate(([0], cuts, [inside.size]))
     return np.diff(bounds).astype(np.int64), edges
+
+
+def sorted_within(xs: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """The values of ascending ``xs`` with ``lo ≤ x ≤ hi`` — a slice (no copy), by numpy's own comparisons (the
+    same operands and promotion as ``(x >= lo) & (x <= hi)``): a prefix and a suffix of the sorted values fail."""
+    first = int(np.count_nonzero(~(xs >= lo)))
+    last = xs.size - int(np.count_nonzero(~(xs <= hi)))
+    return xs[first:max(first, last)]
 
 
 def median(x: np.ndarray):

@@ -85,11 +85,16 @@ def check_tube(panel: Panel, tube: str, fcs: Any, template: Template) -> TubeSet
     upper: dict[str, float] = {}
     for dim, col in index.items():
         ch = channels[col]
-        top = np.array([linear_value(ch, max(float(ch.range) - 1.0, 0.0))], dtype=np.float32)
+        top = np.array([raw_top(ch)], dtype=np.float32)
         t = transforms.get(ch.name)
         upper[dim] = float((t.apply(top) if t is not None else top)[0])
     return TubeSetup(tube=tube, markers=markers, index=index, transforms=transforms, spillover=spill,
                      upper_limits=upper, warnings=warnings, template=template, dropped=dropped)
+
+
+def raw_top(ch: Any) -> float:
+    """The top of a channel's linear scale: the linearized value of $PnR − 1 (a saturated event sits there)."""
+    return linear_value(ch, max(float(ch.range) - 1.0, 0.0))
 
 
 def tube_template(panel: Panel, tube: str, template: Template, markers, channels,
@@ -160,8 +165,7 @@ def prepare_tube(panel: Panel, tube: str, fcs: Any, template: Template) -> TubeS
     # the raw top of each marker's scale: saturated events are found before compensation moves them off it
     tops = np.full(len(fcs.channels), np.inf)
     for col in setup.markers.values():
-        ch = fcs.channels[col]
-        tops[col] = linear_value(ch, max(float(ch.range) - 1.0, 0.0))
+        tops[col] = raw_top(fcs.channels[col])
     setup.at_top = require_finite(fcs, tops=tops)
     scale_events(fcs.events, [c.name for c in fcs.channels], setup.spillover, setup.transforms)
     return setup

@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 from scipy import signal, stats
 
-from mrdflow.quantiles import median, sorted_histogram, sorted_quantile
+from mrdflow.quantiles import median, sorted_histogram, sorted_quantile, sorted_within
 
 __all__ = [
     "AdaptiveGate", "DensityValley", "Tail", "Cluster", "Singlet", "Margin", "ReferenceDistance",
@@ -156,9 +156,7 @@ def _smoothed_density(x: np.ndarray, bounds, bins: int, adjust: float):
         raise ValueError(f"empty density range [{lo}, {hi}]")
     # the values within [lo, hi]: a slice of the sorted ones, and (for the order-dependent sums of np.std)
     # the same values in their original order
-    first = int(np.count_nonzero(~(xs >= lo)))
-    last = xs.size - int(np.count_nonzero(~(xs <= hi)))
-    inner = xs[first:max(first, last)]
+    inner = sorted_within(xs, lo, hi)
     hist, edges = sorted_histogram(inner, bins, (lo, hi))
     centers = 0.5 * (edges[:-1] + edges[1:])
     width = edges[1] - edges[0]

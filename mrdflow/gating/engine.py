@@ -230,7 +230,7 @@ def gate_events(events: np.ndarray, index: Mapping[str, int], template: Template
                                 f"{MIN_FIT_EVENTS} needed to place the {node.method} gate; population left empty")
             else:
                 est, gate = _fit_adaptive(node, events, col_index, parent, live, upper_limits, src, draws,
-                                          counts=counts, n_parent=n_parent)
+                                          counts, n_parent)
                 fitted[name] = est
         else:
             gate = boolean_gate(node.boolean)
@@ -288,18 +288,13 @@ def _empty_gate(dims: tuple[str, ...]) -> Gate:
 
 def _fit_adaptive(node: Node, events: np.ndarray, index: Mapping[str, int], parent: np.ndarray | None,
                   live: Mapping[str, np.ndarray], upper_limits, src,
-                  draws: dict[tuple, np.ndarray] | None = None, counts: Mapping[str, int] | None = None,
-                  n_parent: int | None = None) -> tuple[AdaptiveGate, Gate]:
-    """Fit ``node``'s method on a subsample of its parent's events; ``counts`` (population sizes so far) and
-    ``n_parent`` spare counting masks again."""
+                  draws: dict[tuple, np.ndarray], counts: Mapping[str, int],
+                  n_rows: int) -> tuple[AdaptiveGate, Gate]:
+    """Fit ``node``'s method on a subsample of its parent's ``n_rows`` events (``counts``: population sizes so
+    far, so no mask is counted again; ``draws``: subsamples shared by populations fitted on the same parent)."""
     est = METHODS[node.method](**node.args)
     cols = [index[d] for d in node.dims]
     # the subsample's rows straight from the mask (no index array of the whole parent)
-    if n_parent is not None:
-        n_rows = n_parent
-    else:
-        n_rows = events.shape[0] if parent is None else int(np.count_nonzero(parent))
-    draws = {} if draws is None else draws
 
     def rows_of(population: str, mask: np.ndarray | None, n: int) -> np.ndarray:
         key = (population, n, est.max_events, est.seed)
@@ -316,9 +311,7 @@ def _fit_adaptive(node: Node, events: np.ndarray, index: Mapping[str, int], pare
             est.fit(X, channel_upper=ul)
         elif node.method == "reference_distance" and node.args.get("reference"):
             ref = live[node.args["reference"]]
-            n_ref = counts[node.args["reference"]] if counts and node.args["reference"] in counts \
-                else int(np.count_nonzero(ref))
-            ref_sub = rows_of(node.args["reference"], ref, n_ref)
+            ref_sub = rows_of(node.args["reference"], ref, counts[node.args["reference"]])
             est.fit(X, reference=gather_rows(events, ref_sub, cols))
         else:
             est.fit(X)
