@@ -185,6 +185,19 @@ def test_sorted_distinct_counts_distinct_values(values, sort):
     assert _n_distinct(a) == np.unique(a).size
 
 
+@pytest.mark.parametrize("where", [0, 1, 65535, 65536, 65537, 131071, 199_998])
+def test_sorted_distinct_across_parallel_blocks(where):
+    """A Time column longer than one work item (65 536 pairs): the changes of every block are counted, and one
+    out-of-order pair or NaN anywhere — at a block's first or last pair included — gives -1."""
+    from mrdflow.kernels.bins import sorted_distinct
+
+    a = (np.arange(200_000) // 3).astype(np.float32)
+    assert sorted_distinct(a) == np.unique(a).size
+    for bad in (-1.0, np.nan):
+        b = a.copy()
+        b[where] = bad if where else a[-1] + 1  # the first value above its successor, or a value below its predecessor
+        assert sorted_distinct(b) == -1
+
 @settings(max_examples=30, deadline=None)
 @given(n=st.integers(0, 20_000), p=st.integers(1, 9), big=st.booleans(), seed=st.integers(0, 1000),
        pad=st.integers(0, 7))

@@ -160,16 +160,33 @@ def clipped_bin_means(events: np.ndarray, cols: np.ndarray, edges: np.ndarray, o
     return out
 
 
-@njit(cache=True)
+#: consecutive pairs per parallel work item of :func:`_sorted_distinct`
+_DISTINCT_BLOCK = 1 << 16
+
+
+@njit(cache=True, parallel=True)
 def _sorted_distinct(values):
-    c = 1
-    for i in range(values.shape[0] - 1):
-        a, b = values[i], values[i + 1]
-        if not a <= b:  # out of order, or NaN
-            return -1
-        if a != b:
-            c += 1
-    return c
+    # blocks of consecutive pairs in parallel, each counting its value changes and its out-of-order (or NaN) pairs
+    # without an early exit, so the loop vectorises
+    n_pairs = values.shape[0] - 1
+    nb = (n_pairs + _DISTINCT_BLOCK - 1) // _DISTINCT_BLOCK
+    changes = np.zeros(nb, dtype=np.int64)
+    bad = np.zeros(nb, dtype=np.int64)
+    for b in prange(nb):
+        lo = b * _DISTINCT_BLOCK
+        hi = min(n_pairs, lo + _DISTINCT_BLOCK)
+        left = values[lo:hi]
+        right = values[lo + 1:hi + 1]
+        c = 0
+        d = 0
+        for i in range(hi - lo):
+            d += not left[i] <= right[i]  # out of order, or NaN
+            c += left[i] != right[i]
+        changes[b] = c
+        bad[b] = d
+    if bad.sum():
+        return -1
+    return 1 + changes.sum()
 
 
 def sorted_distinct(values: np.ndarray) -> int:

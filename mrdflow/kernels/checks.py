@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 _BLOCK = 65536
 
 
-@njit(cache=True)
+@njit(cache=True, parallel=True)
 def _count_nonfinite_blocks(events, tops, block, out, at_top):
     n, p = events.shape
     nb = out.shape[0]
-    for b in range(nb):  # serial: a vectorised pass runs at memory speed; a thread team only adds wake-ups
+    for b in prange(nb):  # each block counts into its own row of out / at_top (no shared counter)
         lo = b * block
         hi = min(n, lo + block)
         for j in range(p):  # column by column within the block: contiguous for a column-major matrix, and a
@@ -22,10 +22,8 @@ def _count_nonfinite_blocks(events, tops, block, out, at_top):
             col = events[lo:hi, j]  # (a view: indexing it directly lets the loop vectorise)
             for i in range(col.shape[0]):
                 v = col[i]
-                if not np.isfinite(v):
-                    c += 1
-                if v >= top:
-                    t += 1
+                c += not np.isfinite(v)
+                t += v >= top
             out[b, j] += c
             at_top[b, j] += t
 
