@@ -27,27 +27,48 @@ def _select_table() -> np.ndarray:
 _SELECT = _select_table()
 
 
-@njit(cache=True)
+#: mask words (8 flags each) per parallel work item of :func:`_rows_at_ranks`
+_RANK_CHUNK = 1 << 13
+
+
+@njit(cache=True, parallel=True)
 def _rows_at_ranks(mask, words, ranks, table, out):
-    # mask as uint8 (0/1) and the same memory as uint64 words (8 flags each, n // 8 of them): one serial pass
-    # counting each word's set flags with one multiplication; a word holding wanted ranks gives their offsets
-    # from the select table. Returns how many ranks were found.
+    # mask as uint8 (0/1) and the same memory as uint64 words (8 flags each, n // 8 of them). Two parallel passes
+    # over chunks of words: each chunk's set flags (one multiplication per word), then, from their running sum,
+    # each chunk maps the ranks that fall in it: a word holding wanted ranks gives their offsets from the select
+    # table. The last n % 8 flags are scanned serially. Returns how many ranks were found.
     n = mask.shape[0]
     k = ranks.shape[0]
-    t = 0
-    c = 0  # set flags before the current word
-    for w in range(words.shape[0]):
-        if t == k:
-            return k
-        word = words[w]
-        cnt = np.int64((word * _BYTE_SUM) >> np.uint64(56))
-        if t < k and ranks[t] < c + cnt:
-            packed = np.int64((word * _BYTE_PACK) >> np.uint64(56))
-            while t < k and ranks[t] < c + cnt:
-                out[t] = w * 8 + table[packed, ranks[t] - c]
-                t += 1
-        c += cnt
-    for i in range(words.shape[0] * 8, n):  # the last n % 8 flags
+    n_words = words.shape[0]
+    nc = (n_words + _RANK_CHUNK - 1) // _RANK_CHUNK
+    counts = np.zeros(nc, dtype=np.int64)
+    for ci in prange(nc):
+        s = 0
+        for w in range(ci * _RANK_CHUNK, min(n_words, (ci + 1) * _RANK_CHUNK)):
+            s += np.int64((words[w] * _BYTE_SUM) >> np.uint64(56))
+        counts[ci] = s
+    before = np.zeros(nc + 1, dtype=np.int64)  # set flags before each chunk (and in all words)
+    for ci in range(nc):
+        before[ci + 1] = before[ci] + counts[ci]
+    first = np.searchsorted(ranks, before)  # the ranks of chunk ci are ranks[first[ci]:first[ci + 1]]
+    for ci in prange(nc):
+        t = first[ci]
+        t_end = first[ci + 1]
+        c = before[ci]  # set flags before the current word
+        w = ci * _RANK_CHUNK
+        while t < t_end:
+            word = words[w]
+            cnt = np.int64((word * _BYTE_SUM) >> np.uint64(56))
+            if ranks[t] < c + cnt:
+                packed = np.int64((word * _BYTE_PACK) >> np.uint64(56))
+                while t < t_end and ranks[t] < c + cnt:
+                    out[t] = w * 8 + table[packed, ranks[t] - c]
+                    t += 1
+            c += cnt
+            w += 1
+    t = first[nc]
+    c = before[nc]
+    for i in range(n_words * 8, n):  # the last n % 8 flags
         if mask[i]:
             while t < k and ranks[t] == c:
                 out[t] = i
