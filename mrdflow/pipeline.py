@@ -597,7 +597,8 @@ def _sample_result(panel: Panel, sid: str, paths: list[Path], tubes: list[TubeAn
                 flags.append(f)
         for w in t.details["warnings"]:
             key = w.split(":")[0]
-            if key in ("spillover_missing", "time_qc_not_done", "step_skipped", "pc_off_scale") and key not in flags:
+            if key in ("spillover_missing", "time_qc_not_done", "step_skipped", "pc_off_scale",
+                       "pc_reference_mismatch") and key not in flags:
                 flags.append(key)
 
     details: dict[str, Any] = {

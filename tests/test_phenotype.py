@@ -239,6 +239,40 @@ def test_a_clone_dominating_the_plasma_cells_is_one_cluster(phenotype):
     assert len(result.clusters) == 1 and result.clusters[0].n_events == result.n_aberrant
 
 
+def _mismatch(result):
+    return [w for w in result.warnings if w.startswith("pc_reference_mismatch")]
+
+
+def test_a_boundary_every_normal_pc_crosses_is_judged_against_the_normal_pcs():
+    """A compensation error that adds CD56 signal to every PC (they are all CD38 very bright) but not to the T and
+    NK cells the CD56 boundary comes from: every normal PC lies above that boundary. Judged against it, no PC
+    shows the normal pattern, and a CD56+CD27dim clone deviates beyond that on one marker group only, like the
+    normal CD27-dim PCs. Judged against the PCs normal on every other marker, the clone is found as before."""
+    x, truth, refs = sample(31, 5000, 300, "CD56+CD27dim")
+    shifted = x.copy()
+    shifted[:, MARKERS.index("CD56")] += 2.0  # normal PCs 0.6 -> 2.6, all above the 1.55 boundary; the clone 4.6
+    without = classify_plasma_cells(shifted, MARKERS, refs, settings=PhenotypeSettings(max_normal_beyond=None))
+    assert recall_precision(without, truth)[0] < 0.5  # what the rule is for
+    result = classify_plasma_cells(shifted, MARKERS, refs)
+    recall, precision = recall_precision(result, truth)
+    assert recall >= 0.9 and precision >= 0.9, (recall, precision)
+    (w,) = _mismatch(result)
+    assert w.startswith("pc_reference_mismatch: CD56:") and "above its reference boundary" in w
+    main = max(result.clusters, key=lambda c: c.n_events)
+    assert main.aberrancies["CD56"] == "increased" and "CD27" in main.aberrancies
+
+
+@pytest.mark.parametrize("kind", ["normal", "regenerating", "dominant_clone"])
+def test_normal_heterogeneity_and_a_dominant_clone_keep_every_boundary(kind):
+    """45 % CD19− and 60 % CD45− regenerating PCs, or a clone of 20 000 CD56+ PCs beside 500 normal ones, are not
+    a boundary the normal PCs ignore: no marker is re-judged."""
+    if kind == "dominant_clone":
+        x, truth, refs = sample(20, 500, 20000, "CD19-CD56+CD27-")
+    else:
+        x, truth, refs = sample(32, 8000, regenerating=kind == "regenerating")
+    assert _mismatch(classify_plasma_cells(x, MARKERS, refs)) == []
+
+
 def test_two_clones_are_two_clusters():
     x1, t1, refs = sample(21, 5000, 300, "CD19-CD81-")
     x2 = clone_pcs(np.random.default_rng(22), 200, "CD56+CD27dim").astype(np.float32)

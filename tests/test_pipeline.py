@@ -252,6 +252,40 @@ def test_plasma_cells_on_the_top_of_a_detectors_scale_are_flagged(demo_panel, de
         assert "CD38" in w and "FITC-A" in w and " %)" in w
 
 
+@pytest.mark.parametrize("factor", [0.8, 0.9])
+def test_an_under_compensated_cd56_keeps_the_clone_and_is_flagged(demo_panel, demo01, tmp_path, factor):
+    """The file's spillover of CD38 (FITC) into CD56 (PE) 10-20 % too low — a lab's compensation a little off:
+    every very bright CD38 plasma cell gets a CD56 signal the T and NK cells (CD38 dim) do not, so all PCs lie
+    above the CD56 boundary those references give. Judged against it, no PC looked normal and DEMO01 lost its
+    whole clone (0 aberrant, for 611). CD56 is now judged against the PCs that are normal on every other marker
+    instead: the same count, and the result is flagged pc_reference_mismatch with a warning naming CD56."""
+    from dataclasses import replace
+
+    from batch_data import _KEEP_KEYWORDS
+    from mrdflow.fcs import read_fcs, write_fcs
+
+    paths = []
+    for t in ("T1", "T2"):
+        fcs = read_fcs(DEMO / f"DEMO01_{t}.fcs")
+        sp = fcs.spillover
+        matrix = np.array(sp.matrix, dtype=float)
+        matrix[list(sp.channels).index("FITC-A"), list(sp.channels).index("PE-A")] *= factor
+        out = tmp_path / f"UC01_{t}.fcs"
+        write_fcs(out, fcs.events, [c.name for c in fcs.channels], markers=[c.marker for c in fcs.channels],
+                  spillover=replace(sp, matrix=matrix), ranges=[int(c.range) for c in fcs.channels],
+                  keywords={k: str(fcs.keywords[k]) for k in _KEEP_KEYWORDS if k in fcs.keywords})
+        paths.append(out)
+    result = analyze_sample(paths, demo_panel)
+    base = demo01[0]
+    assert result.mrd_status == base.mrd_status == "POSITIVE"
+    assert abs(result.n_aberrant_pc - base.n_aberrant_pc) <= 0.02 * base.n_aberrant_pc  # base 611 of 645 true
+    assert result.n_plasma_cells == base.n_plasma_cells
+    assert "pc_reference_mismatch" in result.qc_flags and "pc_reference_mismatch" not in base.qc_flags
+    for tube in ("tube1", "tube2"):
+        (w,) = [w for w in result.details["tubes"][tube]["warnings"] if w.startswith("pc_reference_mismatch")]
+        assert "CD56" in w and "above its reference boundary" in w
+
+
 def test_events_grouped_by_population_give_the_same_result_and_say_time_qc_was_not_done(demo_panel, demo01,
                                                                                           tmp_path):
     """A generator that writes a specimen's events population by population (Time still increasing) is not an

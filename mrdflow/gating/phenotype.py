@@ -20,6 +20,10 @@ Method
    (``position`` 0.5, 0.7 for CD38 so that "dimmer than very bright" is caught); ``separation =
    pos_centre − neg_centre``. A marker whose references have too few events, or do not separate by
    ``min_reference_separation`` pooled robust SDs, is not used (and a warning says why).
+   A boundary that ≥ ``max_normal_beyond`` (0.9) of the PCs normal on every other marker lie beyond does not fit
+   this sample's normal PCs (e.g. the compensation into that marker's channel is off, which shifts every CD38-
+   bright PC but not the dim reference cells): that marker is judged against those PCs only (step 2's
+   "dim"/"increased"), with a ``pc_reference_mismatch`` warning.
 2. Each PC gets an *aberrancy pattern*: the set of markers on which it lies on the wrong side of the boundary
    (CD19, CD27, CD81, CD38, CD45 below; CD56, CD117 above; CD138 is not judged), or — "dim"/"increased"
    aberrancies, reported against a normal-PC reference as in Arroz 2016 — more than ``normal_pc_sd`` robust
@@ -98,6 +102,14 @@ class PhenotypeSettings:
         Normal-pattern PCs needed for that (50); fewer → boundaries only, with a warning.
     min_normal_pc_spread
         Floor of the normal-pattern PCs' robust SD, in separations (0.02).
+    max_normal_beyond
+        A marker's reference boundary is not used when at least this share (0.9) of the ≥
+        ``min_normal_pc_events`` PCs that are normal on every *other* judged marker lie beyond it: it does not
+        describe this sample's normal PCs (typically a compensation error that shifts every PC on that marker, as
+        a 10 % under-compensation of CD38 into CD56 does to CD38-bright PCs), and were it used, no PC would show
+        the normal pattern and no clone could be told from the rest. The marker is then judged against those
+        PCs only ("dim"/"increased", ``normal_pc_sd``), with a ``pc_reference_mismatch`` warning. Normal
+        heterogeneity puts ≤ 0.32 of them beyond a boundary in the validation marrows (CD19). ``None``: never.
     grow_rounds
         Times the grown clone is re-centred and grown again (2).
     expand_quantile
@@ -119,6 +131,7 @@ class PhenotypeSettings:
     grow_rounds: int = 2
     min_normal_pc_events: int = 50
     min_normal_pc_spread: float = 0.02
+    max_normal_beyond: float | None = 0.9
 
     def __post_init__(self) -> None:
         checks = [
@@ -136,6 +149,7 @@ class PhenotypeSettings:
             ("min_normal_pc_events", isinstance(self.min_normal_pc_events, int) and self.min_normal_pc_events >= 3),
             ("min_normal_pc_spread", self.min_normal_pc_spread > 0),
             ("grow_rounds", isinstance(self.grow_rounds, int) and self.grow_rounds >= 0),
+            ("max_normal_beyond", self.max_normal_beyond is None or 0 < self.max_normal_beyond <= 1),
         ]
         for name, ok in checks:
             if not ok:
@@ -276,6 +290,43 @@ def _closer_to_core(
     return keep
 
 
+def _boundaries_fitting_normal_pcs(strong: np.ndarray, judged: Sequence[MarkerBoundary],
+                                   settings: PhenotypeSettings, warnings: list[str]) -> np.ndarray:
+    """Which judged markers' reference boundaries this sample's normal PCs respect (bool per column of ``strong``,
+    the PCs' deviations beyond each boundary in separations, > 0 = beyond).
+
+    A boundary fails when ≥ ``settings.max_normal_beyond`` of the PCs that are normal on every other judged
+    marker (at least ``settings.min_normal_pc_events`` of them) lie beyond it. Markers are failed one at a time,
+    the most violated first, each test counting only the boundaries still in use; a warning names each."""
+    k = strong.shape[1]
+    ok = np.ones(k, dtype=bool)
+    if settings.max_normal_beyond is None or k < 2:
+        return ok
+    beyond = strong > 0
+    while ok.sum() > 1:
+        worst, worst_share, worst_n = -1, 0.0, 0
+        for j in np.flatnonzero(ok):
+            others = ok.copy()
+            others[j] = False
+            normal_elsewhere = ~beyond[:, others].any(axis=1)
+            n_on = int(np.count_nonzero(normal_elsewhere))
+            if n_on < settings.min_normal_pc_events:
+                continue
+            share = np.count_nonzero(beyond[normal_elsewhere, j]) / n_on
+            if share >= settings.max_normal_beyond and share > worst_share:
+                worst, worst_share, worst_n = int(j), share, n_on
+        if worst < 0:
+            break
+        ok[worst] = False
+        b = judged[worst]
+        side = "below" if b.expected == "pos" else "above"
+        warnings.append(
+            f"pc_reference_mismatch: {b.marker}: {round(worst_share * worst_n)} of the {worst_n} plasma cells normal "
+            f"on every other marker lie {side} its reference boundary, so it does not fit this sample's normal plasma cells (check the compensation into {b.marker}'s "
+            f"channel); {b.marker} judged against those plasma cells only")
+    return ok
+
+
 def classify_plasma_cells(
     pc_events: np.ndarray,
     markers: Sequence[str],
@@ -364,10 +415,11 @@ def classify_plasma_cells(
         zj = z[:, used_pos[b.marker]]
         dev[:, j] = -zj if b.expected == "pos" else zj
     strong = dev
+    boundary_ok = _boundaries_fitting_normal_pcs(strong, [b for _, b in judged], settings, warnings)
     # "dim/increased vs the normal PCs": beyond normal_pc_sd robust SDs of the PCs showing the normal pattern,
     # measured in those SDs (weak > 0 means beyond)
     weak = np.full_like(strong, -np.inf)
-    normal_like = ~(strong > 0).any(axis=1)
+    normal_like = ~((strong > 0) & boundary_ok).any(axis=1)
     if settings.normal_pc_sd is not None and np.count_nonzero(normal_like) >= settings.min_normal_pc_events:
         ref = strong[normal_like]
         centre = np.median(ref, axis=0)
@@ -377,6 +429,8 @@ def classify_plasma_cells(
         warnings.append(f"only {int(np.count_nonzero(normal_like))} PCs show the normal pattern "
                         f"({settings.min_normal_pc_events} needed): deviations judged against the reference "
                         "boundaries only")
+    if not boundary_ok.all():  # a boundary the normal PCs do not respect: that marker by `weak` alone
+        strong = np.where(boundary_ok, strong, np.float32(-np.inf))
     dev = (strong > 0) | (weak > 0)
     code = (dev.astype(np.int64) << np.arange(k)[None, :]).sum(axis=1)
     counts = np.bincount(code, minlength=1 << k)

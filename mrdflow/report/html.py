@@ -47,6 +47,9 @@ FLAG_DESCRIPTIONS = {
                         "acquisition order); see the tube's warnings",
     "pc_off_scale": "many plasma cells sit at the top of a marker's scale (the detector is set too high for "
                     "them): that marker's calls and the MRD count are unreliable; see the tube's warnings",
+    "pc_reference_mismatch": "the normal plasma cells all lie beyond a marker's reference boundary (typically a "
+                             "compensation error into that marker's channel): that marker was judged against the "
+                             "normal plasma cells instead; check the compensation; see the tube's warnings",
     "step_skipped": "an optional gating step could not run because the file lacks its channel (e.g. no FSC-H: "
                     "doublets were not removed by the FSC-A/FSC-H singlet gate); see the tube's warnings",
     "hemodilution_suspected": "bone-marrow-restricted populations are below their reference (hemodilution): "
