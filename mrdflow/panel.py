@@ -125,10 +125,17 @@ class TransformSpec(_Model):
 
 
 class TransformDefaults(_Model):
-    """Panel-wide transforms: fluorescence channels get logicle, scatter (FSC*/SSC*) linear, Time none."""
+    """Panel-wide transforms: fluorescence channels get logicle, scatter (FSC*/SSC*) linear, Time none.
+
+    ``widen_logicle`` (default true): a tube whose compensated negative events need a logicle ``W`` more than
+    ``AdequacySettings.max_logicle_width_excess`` (0.3) above the panel's (Parks et al. 2006; see
+    :mod:`mrdflow.qc.logicle_width`) gets every logicle channel at that need + 0.1, with a
+    ``logicle_width_widened`` warning; false keeps the panel's W and only warns.
+    """
 
     fluorescence: TransformSpec = TransformSpec(type="logicle")
     scatter: TransformSpec = TransformSpec(type="linear")
+    widen_logicle: bool = True
 
 
 class TubeSpec(_Model):

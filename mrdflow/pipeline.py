@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -157,14 +157,18 @@ def analyze_sample_tubes(files: Sequence[str | Path], panel: Panel | str | Path,
 
     stages: list[_TubeStage] = []
     for tube, path in group.tubes.items():
+        # a logicle widened for an earlier tube's data is this tube's floor (the tubes' PCs pool on one scale)
+        widest = max((st for st in stages if st.logicle_w is not None), key=lambda st: st.logicle_w, default=None)
         try:
             stages.append(_gate_tube(panel, template, tube, path, plot_data=plot_data, seed=_seed(sid, tube),
                                      blood=specimen_call.specimen == "peripheral_blood",
-                                     hashes=hashes))
+                                     hashes=hashes, min_logicle_w=None if widest is None else widest.logicle_w,
+                                     floor_from=None if widest is None else widest.tube))
         except FcsError:
             raise
         except MrdflowError as exc:
             raise _with_file(exc, path) from None
+    _common_logicle_width(stages)
     # normal vs aberrant over the whole sample: each tube alone, both tubes pooled on their shared backbone
     # markers, and light-chain restriction (mrdflow.gating.sample_phenotype)
     try:
@@ -207,10 +211,13 @@ class _TubeStage:
     dropped: Any
     spillover: str | None
     plot: Any = None  # (TubePlotData with every PC drawn, rows of the subsample, rows of the PCs) or None
+    logicle_w: float | None = None  # the logicle width the tube was widened to (None: the panel's)
+    marker_transforms: dict[str, Any] = field(default_factory=dict)  # judged marker → its channel's transform
 
 
 def _gate_tube(panel: Panel, template, tube: str, path: Path, *, plot_data: bool, seed: int, blood: bool = False,
-               hashes: dict[str, str] | None = None) -> _TubeStage:
+               hashes: dict[str, str] | None = None, min_logicle_w: float | None = None,
+               floor_from: str | None = None) -> _TubeStage:
     from mrdflow.fcs import read_fcs
     from mrdflow.gating.engine import gate_events
     from mrdflow.panel_files import time_channel
@@ -222,7 +229,7 @@ def _gate_tube(panel: Panel, template, tube: str, path: Path, *, plot_data: bool
     fcs = read_fcs(path, linearize=True, order="F", sha256=hashes is not None, threads=get_num_threads())
     if hashes is not None:
         hashes[str(path)] = fcs.sha256
-    setup = prepare_tube(panel, tube, fcs, template)
+    setup = prepare_tube(panel, tube, fcs, template, min_logicle_w=min_logicle_w, floor_from=floor_from)
     ev = fcs.events
     n = ev.shape[0]
     tmpl = setup.template
@@ -312,7 +319,43 @@ def _gate_tube(panel: Panel, template, tube: str, path: Path, *, plot_data: bool
                       pc_idx=pc_idx, pcs=pcs, judged=judged, references=references, ref_sources=ref_sources,
                       chain=chain, pc_name=tmpl.by_role("plasma_cell")[0], gate_rows=res.rows(), tq=tq, keep=keep,
                       warnings=warnings + list(res.warnings) + ref_warnings, dropped=setup.dropped,
-                      spillover=None if setup.spillover is None else setup.spillover.source, plot=plot)
+                      spillover=None if setup.spillover is None else setup.spillover.source, plot=plot,
+                      logicle_w=setup.logicle_w,
+                      marker_transforms={m: setup.transforms.get(fcs.channels[c].name) for m, c in zip(judged, cols)})
+
+
+def _common_logicle_width(stages: list[_TubeStage]) -> None:
+    """Put the plasma cells and references of tubes transformed at a narrower logicle width than the sample's
+    widest (a later tube's data needed a wider one) on that width, so both tubes pool on one scale: the kept
+    values are mapped back to linear by their transform's inverse and forward again at the wider ``W``."""
+    from dataclasses import replace
+
+    widest = max((st.logicle_w for st in stages if st.logicle_w is not None), default=None)
+    if widest is None:
+        return
+    for st in stages:
+        if st.logicle_w == widest:
+            continue
+        new_t = {}
+        for m, t in st.marker_transforms.items():
+            if t is not None and t.kind == "logicle" and t.W != widest:
+                new_t[m] = (t, replace(t, W=widest))
+
+        def remap(values: np.ndarray, marker: str) -> np.ndarray:
+            old, new = new_t[marker]
+            return new.apply(old.inverse(np.asarray(values, dtype=np.float64))).astype(np.float32)
+
+        for j, m in enumerate(st.judged):
+            if m in new_t:
+                st.pcs[:, j] = remap(st.pcs[:, j], m)
+        for m, ref in list(st.references.items()):
+            if m in new_t:
+                st.references[m] = MarkerReference(remap(ref.negative, m), remap(ref.positive, m),
+                                                   ref.negative_name, ref.positive_name)
+        st.marker_transforms.update({m: pair[1] for m, pair in new_t.items()})
+        st.warnings.append(f"logicle_width_widened: this tube's plasma cells and references re-scaled to logicle W "
+                           f"{widest:g} for the sample-level call, as another tube of this sample needed")
+        st.logicle_w = widest
 
 
 def _chain_counts(pheno: PhenotypeResult, chain: np.ndarray, n_pc: int, n_ab: int) -> dict[str, int]:
@@ -598,7 +641,7 @@ def _sample_result(panel: Panel, sid: str, paths: list[Path], tubes: list[TubeAn
         for w in t.details["warnings"]:
             key = w.split(":")[0]
             if key in ("spillover_missing", "time_qc_not_done", "step_skipped", "pc_off_scale",
-                       "pc_reference_mismatch") and key not in flags:
+                       "pc_reference_mismatch", "logicle_width_narrow", "logicle_width_widened") and key not in flags:
                 flags.append(key)
 
     details: dict[str, Any] = {

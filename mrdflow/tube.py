@@ -42,6 +42,8 @@ class TubeSetup:
     dropped : template populations this tube cannot evaluate (their markers belong to another tube).
     at_top : marker column → sorted rows whose raw (uncompensated) value is at the top of that detector's
         scale (≥ $PnR − 1, saturated); only columns with such rows. Filled by :func:`prepare_tube`.
+    logicle_w : the linear width every logicle channel was widened to by :func:`prepare_tube` (None: the
+        panel's).
     """
 
     tube: str
@@ -54,6 +56,7 @@ class TubeSetup:
     template: Template | None = None
     dropped: list[str] = field(default_factory=list)
     at_top: dict[int, np.ndarray] = field(default_factory=dict)
+    logicle_w: float | None = None
 
 
 def check_tube(panel: Panel, tube: str, fcs: Any, template: Template) -> TubeSetup:
@@ -157,8 +160,17 @@ def _spillover(panel: Panel, fcs: Any, channels, warnings: list[str]):
     return spill
 
 
-def prepare_tube(panel: Panel, tube: str, fcs: Any, template: Template) -> TubeSetup:
-    """:func:`check_tube`, then compensate and transform ``fcs.events`` in place (one fused pass)."""
+def prepare_tube(panel: Panel, tube: str, fcs: Any, template: Template, *, min_logicle_w: float | None = None,
+                 floor_from: str | None = None) -> TubeSetup:
+    """:func:`check_tube`, then compensate and transform ``fcs.events`` in place (one fused pass).
+
+    Before the pass, the raw values give the saturated events (``at_top``) and, on a subsample, whether the
+    compensated negative events need a wider logicle ``W`` than the panel's (:mod:`mrdflow.qc.logicle_width`):
+    if so, every logicle channel gets the wider W (``setup.logicle_w``; a ``logicle_width_widened`` warning), or
+    only a ``logicle_width_narrow`` warning with the panel's ``transforms.widen_logicle: false``.
+    ``min_logicle_w``: widen to at least this W (another tube of the sample, ``floor_from``, was widened to it)."""
+    from mrdflow.qc.adequacy import AdequacySettings
+    from mrdflow.qc.logicle_width import logicle_width_needs, logicle_width_warning, widened_width
     from mrdflow.scaling import scale_events
 
     setup = check_tube(panel, tube, fcs, template)
@@ -167,8 +179,34 @@ def prepare_tube(panel: Panel, tube: str, fcs: Any, template: Template) -> TubeS
     for col in setup.markers.values():
         tops[col] = raw_top(fcs.channels[col])
     setup.at_top = require_finite(fcs, tops=tops)
-    scale_events(fcs.events, [c.name for c in fcs.channels], setup.spillover, setup.transforms)
+    names = [c.name for c in fcs.channels]
+    needs = logicle_width_needs(fcs.events, names, setup.spillover, setup.transforms)
+    excess = AdequacySettings().max_logicle_width_excess
+    labels = {names[col]: m for m, col in setup.markers.items()}
+    if panel.transforms.widen_logicle:
+        width = widened_width(needs, excess, floor=min_logicle_w)
+        if width is not None:
+            _widen_logicle(setup, fcs.channels, width)
+            setup.warnings.append(logicle_width_warning(needs, width, excess, labels, floor_from=floor_from))
+    elif widened_width(needs, excess) is not None:
+        setup.warnings.append(logicle_width_warning(needs, None, excess, labels))
+    scale_events(fcs.events, names, setup.spillover, setup.transforms)
     return setup
+
+
+def _widen_logicle(setup: TubeSetup, channels, width: float) -> None:
+    """Every logicle transform of ``setup`` at linear width ``width``, and the dimension limits recomputed."""
+    from dataclasses import replace
+
+    for name, t in list(setup.transforms.items()):
+        if t.kind == "logicle":
+            setup.transforms[name] = replace(t, W=float(width))
+    for dim, col in setup.index.items():
+        ch = channels[col]
+        t = setup.transforms.get(ch.name)
+        if t is not None and t.kind == "logicle":
+            setup.upper_limits[dim] = float(t.apply(np.array([raw_top(ch)], dtype=np.float32))[0])
+    setup.logicle_w = float(width)
 
 
 def require_finite(fcs: Any, tops: np.ndarray | None = None) -> dict[int, np.ndarray]:

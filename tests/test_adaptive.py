@@ -48,6 +48,16 @@ def test_density_valley_single_mode_falls_back_to_shoulder_or_value():
     assert DensityValley(fallback=1.7).fit(x).threshold_ == 1.7
 
 
+def test_two_point_masses_give_a_valley_between_them_not_an_index_error():
+    """A few tied values (e.g. 100 events piled on two levels by very noisy, clipped data) make the Silverman
+    bandwidth wider than the histogram's range; the density must still have one value per bin (the kernel used to
+    be longer than the histogram, and a peak index fell outside it)."""
+    x = np.r_[np.zeros(50), np.ones(50)].astype(np.float32)
+    g = DensityValley(keep="above").fit(x)
+    assert 0.25 < g.threshold_ < 0.75 and g.apply(x).sum() == 50
+    assert 0.0 < Tail(side="above", k=1).fit(x).threshold_ < 1.0
+
+
 @pytest.mark.parametrize("shift", [0.0, 1.0])
 def test_tail_sits_on_the_shoulder_of_the_dominant_peak(shift):
     rng = np.random.default_rng(3)

@@ -286,6 +286,58 @@ def test_an_under_compensated_cd56_keeps_the_clone_and_is_flagged(demo_panel, de
         assert "CD56" in w and "above its reference boundary" in w
 
 
+def _noisy_demo01(tmp_path, sigma_by_tube):
+    """DEMO01 with Gaussian noise of SD ``sigma`` (linear units) added to every stain of each tube: an instrument
+    whose compensated negative cells spread 2-3x further than the simulator's."""
+    from batch_data import _KEEP_KEYWORDS
+    from mrdflow.fcs import read_fcs, write_fcs
+
+    paths = []
+    rng = np.random.default_rng(7)
+    for t in ("T1", "T2"):
+        fcs = read_fcs(DEMO / f"DEMO01_{t}.fcs")
+        ev = fcs.events.astype(np.float64)
+        stains = [j for j, c in enumerate(fcs.channels) if c.marker]
+        ev[:, stains] += rng.normal(0.0, sigma_by_tube[t], (len(ev), len(stains)))
+        out = tmp_path / f"NOISY01_{t}.fcs"
+        write_fcs(out, ev.astype(np.float32), [c.name for c in fcs.channels], markers=[c.marker for c in fcs.channels],
+                  spillover=fcs.spillover, ranges=[int(c.range) for c in fcs.channels],
+                  keywords={k: str(fcs.keywords[k]) for k in _KEEP_KEYWORDS if k in fcs.keywords})
+        paths.append(out)
+    return paths
+
+
+@pytest.mark.parametrize("noisy", ["both tubes", "tube 2 only"])
+def test_noisier_negatives_get_a_wider_logicle_and_the_same_result(demo_panel, demo01, tmp_path, noisy):
+    """Noise of SD 300 on every stain: at the panel's logicle W = 0.5 the negative cells pile up into a false
+    peak below zero and the CD19, CD56 and CD117 gates fall on it (no B cells, mast cells or precursors: the
+    marrow turned hemodilution-suspected). The tube's compensated negatives need W 0.93 (Parks), so it is
+    transformed at 1.1, with the same result as the base file. When only tube 2 needs it, tube 1 keeps its width
+    and its plasma cells and references are re-scaled for the pooled call."""
+    sigmas = {"T1": 300.0, "T2": 300.0} if noisy == "both tubes" else {"T1": 0.0, "T2": 300.0}
+    result = analyze_sample(_noisy_demo01(tmp_path, sigmas), demo_panel)
+    base = demo01[0]
+    assert result.mrd_status == base.mrd_status and result.hemodilution == base.hemodilution == "adequate"
+    assert abs(result.n_aberrant_pc - base.n_aberrant_pc) <= 0.03 * base.n_aberrant_pc
+    assert result.n_plasma_cells == pytest.approx(base.n_plasma_cells, rel=0.02)
+    assert "logicle_width_widened" in result.qc_flags and "logicle_width_widened" not in base.qc_flags
+    t1, t2 = (result.details["tubes"][t]["warnings"] for t in ("tube1", "tube2"))
+    (w2,) = [w for w in t2 if w.startswith("logicle_width_widened")]
+    assert "logicle W 1.1 instead of the panel's 0.5" in w2 and "(CD19)" in w2
+    (w1,) = [w for w in t1 if w.startswith("logicle_width_widened")]
+    assert ("re-scaled to logicle W 1.1" in w1) == (noisy == "tube 2 only")
+
+
+def test_with_widening_off_noisy_negatives_are_only_warned(demo_panel, tmp_path):
+    panel = demo_panel.model_copy(update={"transforms": demo_panel.transforms.model_copy(
+        update={"widen_logicle": False})})
+    result = analyze_sample(_noisy_demo01(tmp_path, {"T1": 300.0, "T2": 300.0}), panel)
+    assert "logicle_width_narrow" in result.qc_flags and "logicle_width_widened" not in result.qc_flags
+    assert result.hemodilution == "suspected"  # what the widening is for: B cells, mast cells, precursors lost
+    (w,) = [w for w in result.details["tubes"]["tube1"]["warnings"] if w.startswith("logicle_width_narrow")]
+    assert w.endswith("W to about 1.1")
+
+
 def test_events_grouped_by_population_give_the_same_result_and_say_time_qc_was_not_done(demo_panel, demo01,
                                                                                           tmp_path):
     """A generator that writes a specimen's events population by population (Time still increasing) is not an

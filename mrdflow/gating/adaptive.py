@@ -168,9 +168,12 @@ def _smoothed_density(x: np.ndarray, bounds, bins: int, adjust: float):
     else:
         h = width
     hb = max(h / width, 0.5)
-    k = np.arange(-int(4 * hb) - 1, int(4 * hb) + 2)
+    half = int(4 * hb) + 1
+    k = np.arange(-half, half + 1)
     kernel = np.exp(-0.5 * (k / hb) ** 2)
-    dens = np.convolve(hist.astype(float), kernel / kernel.sum(), mode="same")
+    # the bins' own window of the full convolution: what mode="same" gives while the kernel is shorter than the
+    # histogram, and still one value per bin when a very wide bandwidth (e.g. two point masses) makes it longer
+    dens = np.convolve(hist.astype(float), kernel / kernel.sum(), mode="full")[half:half + hist.size]
     return centers, dens / (dens.sum() * width if dens.sum() else 1.0), hb * width, xs
 
 

@@ -35,6 +35,11 @@ class AdequacySettings:
     max_pc_off_scale_rate
         Flag ``pc_off_scale`` (per tube and marker, by the pipeline) above this fraction of the plasma cells
         whose raw value is at the top of the marker's scale (0.05): a detector set too high for the PCs.
+    max_logicle_width_excess
+        Warn ``logicle_width_narrow`` (per tube, by :func:`mrdflow.tube.prepare_tube`) when a channel's compensated
+        negative events need a logicle ``W`` (Parks et al. 2006, :mod:`mrdflow.qc.logicle_width`) more than this
+        above the one in use (0.3, in decades: added noise of SD 100 needed 0.74 with the demo's W = 0.5 and left
+        the results unchanged; SD 200 needed 0.85 and broke the CD19, CD56 and CD117 gates).
     """
 
     max_time_removed_rate: float = 0.2
@@ -42,6 +47,7 @@ class AdequacySettings:
     max_doublet_rate: float = 0.15
     max_debris_rate: float = 0.5
     max_pc_off_scale_rate: float = 0.05
+    max_logicle_width_excess: float = 0.3
 
     def __post_init__(self) -> None:
         for name in ("max_time_removed_rate", "max_margin_rate", "max_doublet_rate", "max_debris_rate",
@@ -49,6 +55,9 @@ class AdequacySettings:
             value = getattr(self, name)
             if not (0.0 <= float(value) <= 1.0):
                 raise AnalysisError(f"AdequacySettings.{name}: expected a fraction in [0, 1], found {value!r}")
+        if not float(self.max_logicle_width_excess) >= 0.0:
+            raise AnalysisError("AdequacySettings.max_logicle_width_excess: expected a width in decades >= 0, "
+                                f"found {self.max_logicle_width_excess!r}")
 
 
 @dataclass(frozen=True)

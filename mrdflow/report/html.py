@@ -50,6 +50,12 @@ FLAG_DESCRIPTIONS = {
     "pc_reference_mismatch": "the normal plasma cells all lie beyond a marker's reference boundary (typically a "
                              "compensation error into that marker's channel): that marker was judged against the "
                              "normal plasma cells instead; check the compensation; see the tube's warnings",
+    "logicle_width_widened": "the compensated negative cells spread further below zero than the panel's logicle "
+                             "width displays (they would pile up into a false peak that gates take for a "
+                             "population): the tube was transformed with a wider logicle W, as its warning says",
+    "logicle_width_narrow": "the compensated negative cells spread further below zero than the panel's logicle "
+                            "width displays: they pile up into a false peak that gates can take for a population; "
+                            "widen the panel's logicle W as the tube's warning says and re-run",
     "step_skipped": "an optional gating step could not run because the file lacks its channel (e.g. no FSC-H: "
                     "doublets were not removed by the FSC-A/FSC-H singlet gate); see the tube's warnings",
     "hemodilution_suspected": "bone-marrow-restricted populations are below their reference (hemodilution): "
