@@ -324,6 +324,11 @@ def _gate_tube(panel: Panel, template, tube: str, path: Path, *, plot_data: bool
                       marker_transforms={m: setup.transforms.get(fcs.channels[c].name) for m, c in zip(judged, cols)})
 
 
+#: tube warnings (``"<key>: ..."``) whose key also becomes a QC flag of the sample's result
+WARNING_FLAGS = ("spillover_missing", "time_qc_not_done", "step_skipped", "pc_off_scale", "pc_reference_mismatch",
+                 "logicle_width_narrow", "logicle_width_widened")
+
+
 def _common_logicle_width(stages: list[_TubeStage]) -> None:
     """Put the plasma cells and references of tubes transformed at a narrower logicle width than the sample's
     widest (a later tube's data needed a wider one) on that width, so both tubes pool on one scale: the kept
@@ -640,8 +645,7 @@ def _sample_result(panel: Panel, sid: str, paths: list[Path], tubes: list[TubeAn
                 flags.append(f)
         for w in t.details["warnings"]:
             key = w.split(":")[0]
-            if key in ("spillover_missing", "time_qc_not_done", "step_skipped", "pc_off_scale",
-                       "pc_reference_mismatch", "logicle_width_narrow", "logicle_width_widened") and key not in flags:
+            if key in WARNING_FLAGS and key not in flags:
                 flags.append(key)
 
     details: dict[str, Any] = {

@@ -95,3 +95,14 @@ def test_script_in_src_and_sample_name_is_escaped_end_to_end(tmp_path):
         assert "<script" not in html
         assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
     assert f'href="{name}"' in (out / "report" / "index.html").read_text()
+
+
+def test_every_flag_the_pipeline_raises_is_explained_to_the_reviewer():
+    """The report shows each QC flag with its meaning: every flag a tube warning or the adequacy check can raise
+    has a plain-language description."""
+    from mrdflow.pipeline import WARNING_FLAGS
+    from mrdflow.report.html import FLAG_DESCRIPTIONS
+
+    adequacy = {"no_events", "low_events", "high_time_removal", "high_margin_rate", "high_doublet_rate",
+                "high_debris_rate", "flow_rate_anomaly", "signal_shift", "hemodilution_suspected", "pcl_criterion_met"}
+    assert (set(WARNING_FLAGS) | adequacy) - set(FLAG_DESCRIPTIONS) == set()
