@@ -105,9 +105,10 @@ class PhenotypeSettings:
     max_normal_beyond
         A marker's reference boundary is not used when at least this share (0.9) of the ≥
         ``min_normal_pc_events`` PCs that are normal on every *other* judged marker lie beyond it: it does not
-        describe this sample's normal PCs (typically a compensation error that shifts every PC on that marker, as
-        a 10 % under-compensation of CD38 into CD56 does to CD38-bright PCs), and were it used, no PC would show
-        the normal pattern and no clone could be told from the rest. The marker is then judged against those
+        describe this sample's normal PCs (a compensation error that shifts every PC on that marker, as a 10 %
+        under-compensation of CD38 into CD56 does to CD38-bright PCs; or a reference population that does not
+        represent the sample, as the few NRBC left in a 90 %-blood marrow for CD45), and were it used, few or no
+        PCs would show the normal pattern to tell a clone from. The marker is then judged against those
         PCs only ("dim"/"increased", ``normal_pc_sd``), with a ``pc_reference_mismatch`` warning. Normal
         heterogeneity puts ≤ 0.32 of them beyond a boundary in the validation marrows (CD19). ``None``: never.
     grow_rounds
@@ -322,8 +323,9 @@ def _boundaries_fitting_normal_pcs(strong: np.ndarray, judged: Sequence[MarkerBo
         side = "below" if b.expected == "pos" else "above"
         warnings.append(
             f"pc_reference_mismatch: {b.marker}: {round(worst_share * worst_n)} of the {worst_n} plasma cells normal "
-            f"on every other marker lie {side} its reference boundary, so it does not fit this sample's normal plasma cells (check the compensation into {b.marker}'s "
-            f"channel); {b.marker} judged against those plasma cells only")
+            f"on every other marker lie {side} its reference boundary, so it does not fit this sample's normal plasma "
+            f"cells (a compensation error into {b.marker}'s channel, or reference cells that do not represent this "
+            f"sample, e.g. too few NRBC in a blood-diluted marrow); {b.marker} judged against those plasma cells only")
     return ok
 
 

@@ -47,9 +47,10 @@ FLAG_DESCRIPTIONS = {
                         "acquisition order); see the tube's warnings",
     "pc_off_scale": "many plasma cells sit at the top of a marker's scale (the detector is set too high for "
                     "them): that marker's calls and the MRD count are unreliable; see the tube's warnings",
-    "pc_reference_mismatch": "the normal plasma cells all lie beyond a marker's reference boundary (typically a "
-                             "compensation error into that marker's channel): that marker was judged against the "
-                             "normal plasma cells instead; check the compensation; see the tube's warnings",
+    "pc_reference_mismatch": "the normal plasma cells all lie beyond a marker's reference boundary (a compensation "
+                             "error into that marker's channel, or reference cells that do not represent the "
+                             "sample): that marker was judged against the normal plasma cells instead; see the "
+                             "tube's warnings",
     "logicle_width_widened": "the compensated negative cells spread further below zero than the panel's logicle "
                              "width displays (they would pile up into a false peak that gates take for a "
                              "population): the tube was transformed with a wider logicle W, as its warning says",
