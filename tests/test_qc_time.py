@@ -177,3 +177,20 @@ def test_time_qc_bookkeeping_is_consistent(n, seed, per_bin, consecutive):
     assert starts == sorted(starts) and all(a <= b for a, b in result.excluded_ranges)
     if result.bin_levels.size:
         assert result.bin_levels.shape == (result.bin_edges.size - 1, 2)
+
+
+@pytest.mark.parametrize("wraps", [1, 3])
+def test_a_clock_that_wraps_around_is_unwrapped_and_the_clog_found(wraps):
+    """An older instrument's Time counter wraps (or is reset) during the acquisition: the events are still in
+    acquisition order. Sorting them by Time would interleave the laps and hide the clog; unwrapped, the clog is
+    found and excluded exactly as with a continuous clock."""
+    events, truth = acquisition(200_000, 12, clogs=[(40.0, 42.0, 0.25, 2.0)])
+    base = time_qc(events, 0, [1, 2, 3])
+    lap = float(events[:, 0].max()) / (wraps + 0.5)
+    wrapped = events.copy()
+    wrapped[:, 0] = np.mod(events[:, 0].astype(np.float64), lap).astype(np.float32)
+    result = time_qc(wrapped, 0, [1, 2, 3])
+    assert any(f"restarts {wraps} time(s)" in w for w in result.warnings)
+    assert not any("sorted" in w for w in result.warnings)
+    assert np.array_equal(result.keep, base.keep) and result.flags == base.flags
+    assert np.count_nonzero(truth & result.keep) <= 2 * int(np.diff(result.bin_edges).max())

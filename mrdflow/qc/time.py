@@ -234,6 +234,33 @@ def _clip_quantiles(rows: np.ndarray, cols: list[int]) -> np.ndarray:
     return out
 
 
+#: most clock restarts per million events that are read as a wrapping clock (more: events out of Time order)
+MAX_RESETS_PER_MILLION = 100
+
+
+def _unwrap_clock(time: np.ndarray) -> tuple[np.ndarray, int] | None:
+    """Time of a clock that wraps around (a 16-bit counter) or is reset during the acquisition, made increasing:
+    ``(time, restarts)``, or None when the decreases are not such restarts.
+
+    A restart is a drop of more than half the channel's observed range between two consecutive events; the events
+    count as a wrapping clock when every decrease is one and there are few (≤ :data:`MAX_RESETS_PER_MILLION` per
+    million events, at least 1). After each restart the clock continues from the value before it plus the median
+    step between events. Returns float64 (unwrapped values may exceed what float32 holds exactly).
+    """
+    t = np.asarray(time, dtype=np.float64)
+    step = np.diff(t)
+    drops = np.flatnonzero(step < 0)
+    span = float(t.max() - t.min())
+    if not drops.size or drops.size > max(1, t.size * MAX_RESETS_PER_MILLION // 1_000_000) \
+            or np.any(-step[drops] <= 0.5 * span):
+        return None
+    rising = step[step > 0]
+    tick = float(np.median(rising)) if rising.size else 0.0
+    offset = np.zeros(t.size)
+    offset[drops + 1] = -step[drops] + tick
+    return t + np.cumsum(offset), int(drops.size)
+
+
 def time_qc(
     events: np.ndarray,
     time_column: int,
@@ -278,8 +305,14 @@ def time_qc(
         raise AnalysisError(f"time_qc: the Time column ({time_column}) has {bad} non-finite values")
     order = None
     if n > 1 and np.any(time[1:] < time[:-1]):
-        order = np.argsort(time, kind="stable")
-        warnings.append("events were not in Time order; they were sorted for binning")
+        unwrapped = _unwrap_clock(time)
+        if unwrapped is not None:
+            time, resets = unwrapped
+            warnings.append(f"the Time channel restarts {resets} time(s) (a clock that wraps around or is reset): "
+                            "unwrapped, each restart continuing from the value before it")
+        else:
+            order = np.argsort(time, kind="stable")
+            warnings.append("events were not in Time order; they were sorted for binning")
     per_bin = settings.events_per_bin or max(settings.min_events_per_bin, math.ceil(n / settings.max_bins))
     n_bins = n // per_bin
 
