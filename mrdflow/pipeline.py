@@ -343,7 +343,7 @@ def _common_logicle_width(stages: list[_TubeStage]) -> None:
             continue
         new_t = {}
         for m, t in st.marker_transforms.items():
-            if t is not None and t.kind == "logicle" and t.W != widest:
+            if t is not None and t.kind == "logicle" and t.W < widest:
                 new_t[m] = (t, replace(t, W=widest))
 
         def remap(values: np.ndarray, marker: str) -> np.ndarray:

@@ -184,7 +184,8 @@ def prepare_tube(panel: Panel, tube: str, fcs: Any, template: Template, *, min_l
     excess = AdequacySettings().max_logicle_width_excess
     labels = {names[col]: m for m, col in setup.markers.items()}
     if panel.transforms.widen_logicle:
-        width = widened_width(needs, excess, floor=min_logicle_w)
+        widest = min((t.M / 2 for t in setup.transforms.values() if t.kind == "logicle"), default=None)
+        width = widened_width(needs, excess, floor=min_logicle_w, max_width=widest)
         if width is not None:
             _widen_logicle(setup, fcs.channels, width)
             setup.warnings.append(logicle_width_warning(needs, width, excess, labels, floor_from=floor_from))
@@ -195,11 +196,12 @@ def prepare_tube(panel: Panel, tube: str, fcs: Any, template: Template, *, min_l
 
 
 def _widen_logicle(setup: TubeSetup, channels, width: float) -> None:
-    """Every logicle transform of ``setup`` at linear width ``width``, and the dimension limits recomputed."""
+    """Every logicle transform of ``setup`` at linear width ``width`` (one the panel set wider keeps its own), and the
+    dimension limits recomputed."""
     from dataclasses import replace
 
     for name, t in list(setup.transforms.items()):
-        if t.kind == "logicle":
+        if t.kind == "logicle" and t.W < width:
             setup.transforms[name] = replace(t, W=float(width))
     for dim, col in setup.index.items():
         ch = channels[col]

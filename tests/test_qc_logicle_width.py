@@ -64,6 +64,7 @@ def test_the_width_is_widened_only_beyond_the_allowed_excess():
     assert widened_width([need(0.6)], 0.3, floor=1.1) == pytest.approx(1.1)  # the sample's other tube
     assert widened_width([need(0.6)], 0.3, floor=0.5) is None  # a floor no wider than the panel's W
     assert widened_width([], 0.3) is None
+    assert widened_width([need(2.3)], 0.3, max_width=2.25) == 2.25  # logicle allows W <= M/2
 
 
 def test_the_warnings_name_the_channels_and_what_was_done():

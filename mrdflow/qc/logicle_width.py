@@ -105,14 +105,15 @@ def logicle_width_needs(events: np.ndarray, channel_names: Sequence[str], spillo
 
 
 def widened_width(needs: Sequence[WidthNeed], max_excess: float, *, floor: float | None = None,
-                  margin: float = 0.1) -> float | None:
+                  margin: float = 0.1, max_width: float | None = None) -> float | None:
     """The logicle ``W`` a tube should use instead of its panel's, or None to keep the panel's.
 
     When some channel needs more than ``max_excess`` above the width in use, every logicle channel gets the
     largest need plus ``margin``, rounded up to 0.1 (one W for all of them, so a ratio gate such as κ vs λ still
     compares like with like; at the need itself, 0.93, the CD117 and mast-cell gates still failed on the noise
     probe, at 1.0 not). ``floor``: a width the tube must not go below (another tube of the same sample was
-    widened to it, so their plasma cells pool on one scale).
+    widened to it, so their plasma cells pool on one scale). ``max_width``: the widest the transforms allow
+    (logicle needs ``W ≤ M/2``).
     """
     used = max((w.used for w in needs), default=None)
     target = None
@@ -121,6 +122,8 @@ def widened_width(needs: Sequence[WidthNeed], max_excess: float, *, floor: float
         target = math.ceil(round((max(short) + margin) * 10, 9)) / 10
     if floor is not None and (used is None or floor > used):
         target = max(target or 0.0, floor)
+    if target is not None and max_width is not None:
+        target = min(target, max_width)
     return target
 
 
