@@ -75,6 +75,29 @@ def test_flags_are_explained_with_the_samples_numbers():
     assert "fewer than the 2 000 000 needed" in html and "something_new" in html
 
 
+def test_warning_flags_name_their_marker_or_width_per_tube():
+    """The flags raised from tube warnings say, in their one line, what the warning is about: the saturated or
+    re-judged marker, the logicle width used."""
+    warnings = {
+        "tube1": ["pc_off_scale: 530 of the 987 plasma cells (54 %) are at the top of the CD38 scale (channel FITC-A, "
+                  "saturated at $PnR); the detector is set too high",
+                  "pc_reference_mismatch: CD56: 94 of the 94 plasma cells normal on every other marker lie above",
+                  "logicle_width_widened: logicle W 1.1 instead of the panel's 0.5 for every fluorescence channel: "
+                  "the compensated negative events spread further"],
+        "tube2": ["pc_reference_mismatch: CD45: 60 of the 61 plasma cells normal on every other marker lie below",
+                  "logicle_width_narrow: the compensated negative events spread further below zero (PE-A: -500 → W "
+                  "0.9); set the panel's fluorescence transform W to about 1"]}
+    r = _result("POSITIVE", 4_000_000, 611, flags=["pc_off_scale", "pc_reference_mismatch", "logicle_width_widened",
+                                                    "logicle_width_narrow"],
+                details={"tubes": {t: {"warnings": w} for t, w in warnings.items()}})
+    text = dict(explain_flags(r))
+    assert text["pc_off_scale"].endswith("(tube1: CD38, 54 % of the plasma cells)")
+    assert text["pc_reference_mismatch"].endswith("(tube1: CD56; tube2: CD45)")
+    assert text["logicle_width_widened"].endswith(
+        "(tube1: logicle W 1.1 instead of the panel's 0.5 for every fluorescence channel)")
+    assert text["logicle_width_narrow"].endswith("(tube2: W about 1 needed)")
+
+
 def test_population_table_is_indented_by_depth_in_tree_order():
     pops = [PopulationCount("t1", "cells", "", 1000, 90.0, 100.0),
             PopulationCount("t1", "pc", "lymph", 12, 2.0, 1.2),

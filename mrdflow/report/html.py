@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -204,10 +205,37 @@ def explain_flags(result: SampleResult) -> list[tuple[str, str]]:
                     f"{b} {100 * fr[b]:.3g} % of evaluable cells (reference ≥ {100 * lim[b]:.3g} %)"
                     if _finite(fr.get(b)) and _finite(lim.get(b))
                     else str(b) for b in below)
+        elif flag in ("pc_off_scale", "pc_reference_mismatch", "logicle_width_widened", "logicle_width_narrow"):
+            parts = [f"{tube}: {subject}" for tube, subject in _warning_subjects(d, flag)]
+            if parts:
+                text += f" ({'; '.join(parts)})"
         elif flag == "pcl_criterion_met" and _finite(d.get("pct_circulating_pc")):
             text += (f": {d['pct_circulating_pc']:.2f} % of evaluable cells are plasma cells "
                      f"(threshold {d.get('pcl_min_pct')} %)")
         out.append((flag, text))
+    return out
+
+
+def _warning_subjects(details: Mapping[str, Any], key: str) -> list[tuple[str, str]]:
+    """``(tube, subject)`` of each tube warning ``"<key>: <subject>: ..."`` — the marker a phenotype or saturation
+    warning names, the width a logicle warning used — for the flag's one-line explanation."""
+    out = []
+    for tube, td in (details.get("tubes") or {}).items():
+        if not isinstance(td, Mapping):
+            continue
+        for w in td.get("warnings") or []:
+            if not isinstance(w, str) or not w.startswith(f"{key}: "):
+                continue
+            rest = w[len(key) + 2:]
+            if key == "pc_off_scale":  # "k of the n plasma cells (x %) are at the top of the CD38 scale (...)"
+                m = re.search(r"\(([^()]*%)\) are at the top of the (\S+) scale", rest)
+                subject = f"{m.group(2)}, {m.group(1)} of the plasma cells" if m else rest.split(";")[0]
+            elif key == "logicle_width_narrow":
+                m = re.search(r"W to about (\S+)$", rest)
+                subject = f"W about {m.group(1)} needed" if m else rest.split(":")[0]
+            else:
+                subject = rest.split(":")[0]
+            out.append((str(tube), subject))
     return out
 
 
