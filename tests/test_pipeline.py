@@ -338,6 +338,48 @@ def test_with_widening_off_noisy_negatives_are_only_warned(demo_panel, tmp_path)
     assert w.endswith("W to about 1.1")
 
 
+def test_an_instrument_differing_in_gains_compensation_and_noise_at_once_gives_the_same_result(demo_panel,
+                                                                                                 tmp_path):
+    """Another lab's instrument in several ways at once: every detector 0.5-2x as bright (spillover rescaled to
+    match), every spillover coefficient off by up to 10 %, and noise of SD 250 on every stain. The code of
+    2026-11-21 called this DEMO02 hemodiluted (the noise's logicle artefact took its B cells, mast cells and
+    precursors) and counted 47 aberrant PCs; over four random sets of this kind it called all twelve DEMO01-03
+    marrows hemodiluted and lost one DEMO02 clone entirely. With the logicle widening the result is the base's."""
+    from dataclasses import replace
+
+    from batch_data import _KEEP_KEYWORDS
+    from mrdflow.fcs import read_fcs, write_fcs
+
+    base = analyze_sample(files("DEMO02"), demo_panel)
+    rng = np.random.default_rng(102)
+    first = read_fcs(DEMO / "DEMO01_T1.fcs")
+    gains = {c.name: float(np.exp(rng.uniform(np.log(0.5), np.log(2.0)))) for c in first.channels if c.marker}
+    paths = []
+    for t in ("T1", "T2"):
+        fcs = read_fcs(DEMO / f"DEMO02_{t}.fcs")
+        names = [c.name for c in fcs.channels]
+        ev = fcs.events.astype(np.float64) * np.array([gains.get(n, 1.0) for n in names])
+        stains = [j for j, c in enumerate(fcs.channels) if c.marker]
+        ev[:, stains] += rng.normal(0.0, 250.0, (len(ev), len(stains)))
+        ranges = np.array([c.range for c in fcs.channels], dtype=float)
+        ev = np.minimum(ev, ranges - 1)
+        sp = fcs.spillover
+        g = np.array([gains.get(c, 1.0) for c in sp.channels])
+        off = rng.uniform(0.9, 1.1, (len(g), len(g)))
+        np.fill_diagonal(off, 1.0)
+        out = tmp_path / f"OTHER02_{t}.fcs"
+        write_fcs(out, ev.astype(np.float32), names, markers=[c.marker for c in fcs.channels],
+                  spillover=replace(sp, matrix=np.asarray(sp.matrix) * g[None, :] / g[:, None] * off),
+                  keywords={k: str(fcs.keywords[k]) for k in _KEEP_KEYWORDS if k in fcs.keywords},
+                  ranges=[int(r) for r in ranges])
+        paths.append(out)
+    result = analyze_sample(paths, demo_panel)
+    assert result.mrd_status == base.mrd_status == "POSITIVE_BELOW_LLOQ"
+    assert abs(result.n_aberrant_pc - base.n_aberrant_pc) <= 3 and result.n_plasma_cells == base.n_plasma_cells
+    assert result.hemodilution == base.hemodilution == "adequate"
+    assert "logicle_width_widened" in result.qc_flags
+
+
 def test_events_grouped_by_population_give_the_same_result_and_say_time_qc_was_not_done(demo_panel, demo01,
                                                                                           tmp_path):
     """A generator that writes a specimen's events population by population (Time still increasing) is not an
