@@ -20,6 +20,7 @@ Execution modes (:func:`run_batch`):
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import sys
@@ -28,7 +29,7 @@ import traceback
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from mrdflow import __version__
 from mrdflow.atomic import atomic_write_bytes, atomic_write_text, remove_stale_temporaries
@@ -506,6 +507,20 @@ def _keep_malloc_dynamic():
     return dask.config.set({"distributed.nanny.pre-spawn-environ": environ})
 
 
+@contextlib.contextmanager
+def _environ_restored() -> Iterator[None]:
+    """Put ``os.environ`` back as it was on entry (keys added removed, keys changed or removed restored)."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        for key in [k for k in os.environ if k not in saved]:
+            del os.environ[key]
+        for key, value in saved.items():
+            if os.environ.get(key) != value:
+                os.environ[key] = value
+
+
 def _execute(tasks: list[SampleTask], record: Callable[[SampleOutcome], None], *, workers: int | None,
              scheduler: str | None, retries: int, echo: Callable[[str], None],
              task_fn: Callable[[SampleTask], SampleOutcome] | None = None,
@@ -521,8 +536,11 @@ def _execute(tasks: list[SampleTask], record: Callable[[SampleOutcome], None], *
 
     from distributed import Client, LocalCluster, as_completed
 
-    # the cluster lives inside the config context: a worker respawned after a loss gets the same environment
-    with _keep_malloc_dynamic():
+    # the cluster lives inside the config context: a worker respawned after a loss gets the same environment;
+    # Dask's nanny writes the workers' environment (OMP/MKL/OPENBLAS_NUM_THREADS=1, ...) into this process's own
+    # os.environ before spawning them and leaves it there, which would quietly limit every later BLAS call and
+    # subprocess of the caller — the caller's environment is put back once the cluster is closed
+    with _keep_malloc_dynamic(), _environ_restored():
         cluster = None
         if scheduler is not None:
             client = Client(scheduler, timeout="30s")

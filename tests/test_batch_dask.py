@@ -52,7 +52,12 @@ def _same_results(out: Path, ref: Path) -> None:
 def test_local_cluster_gives_the_in_process_results(batch, tmp_path, capsys):
     panel, ref = batch
     out = tmp_path / "out"
+    environ = dict(os.environ)
     assert main(["run", str(panel), "--out", str(out), "--workers", "2", "--no-reports"]) == 1
+    # Dask's nanny writes OMP/MKL/OPENBLAS_NUM_THREADS=1 (and more) into the spawning process's environment and
+    # leaves them: a caller's later BLAS calls and subprocesses would run single-threaded (and the simulator's
+    # float32 matmul gave other bytes). The run puts the caller's environment back.
+    assert dict(os.environ) == environ
     _same_results(out, ref)
     run = json.loads((out / "run.json").read_text())
     assert run["execution"]["mode"] == "local" and run["execution"]["workers"] == 2
