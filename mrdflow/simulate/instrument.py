@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from mrdflow.simulate import libm
 from mrdflow.simulate.populations import DOUBLET
 from mrdflow.simulate.specimen import Cells
 
@@ -145,13 +146,13 @@ def instrument_run(name: str, rng: np.random.Generator, drift: float = 0.06) -> 
         raise ValueError(f"unknown instrument {name!r}; expected one of {sorted(INSTRUMENTS)}") from None
     if drift == 0:
         return replace(base, spillover=base.spillover.copy(), gains=base.gains.copy())
-    r = np.exp(rng.normal(0.0, drift, 8))
-    spill = base.spillover * r[None, :] / r[:, None] * np.exp(rng.normal(0.0, drift / 2, (8, 8)))
+    r = libm.exp(rng.normal(0.0, drift, 8))
+    spill = base.spillover * r[None, :] / r[:, None] * libm.exp(rng.normal(0.0, drift / 2, (8, 8)))
     np.fill_diagonal(spill, 1.0)
     return replace(base, spillover=spill, gains=base.gains * r,
-                   fsc_gain=base.fsc_gain * float(np.exp(rng.normal(0, drift / 2))),
-                   ssc_gain=base.ssc_gain * float(np.exp(rng.normal(0, drift / 2))),
-                   event_rate=base.event_rate * float(np.exp(rng.normal(0, 0.15))))
+                   fsc_gain=base.fsc_gain * libm.exp(rng.normal(0, drift / 2)),
+                   ssc_gain=base.ssc_gain * libm.exp(rng.normal(0, drift / 2)),
+                   event_rate=base.event_rate * libm.exp(rng.normal(0, 0.15)))
 
 
 @dataclass(frozen=True)
@@ -191,6 +192,21 @@ class Acquisition:
     doublet_parts: np.ndarray
     clog_seconds: tuple[float, float] | None
     duration_seconds: float
+
+
+def _apply_spillover(stain: np.ndarray, spillover: np.ndarray, out: np.ndarray, rows: int = 65_536) -> None:
+    """``out = stain @ spillover`` (float32), each value summed over the fluorochromes in order by plain ufuncs.
+
+    Not ``np.matmul``: BLAS gives other last bits with another thread count (OpenBLAS with 1 thread vs 2 changed
+    bytes of the demo files) or CPU kernel, and the simulator's files must be the same bytes for the same seed
+    everywhere. Rows in chunks, so the temporaries stay small.
+    """
+    for start in range(0, stain.shape[0], rows):
+        src = stain[start:start + rows]
+        dst = out[start:start + rows]
+        np.multiply(src[:, :1], spillover[0], out=dst)
+        for j in range(1, spillover.shape[0]):
+            dst += src[:, j:j + 1] * spillover[j]
 
 
 def _heights(area: np.ndarray, ratio: float, rng: np.random.Generator) -> np.ndarray:
@@ -256,7 +272,7 @@ def acquire(
     del fsc_a, fsc_h, ssc_a, ssc_h
     stain *= instrument.gains.astype(np.float32)
     fl = events[:, 4:12]
-    np.matmul(stain, instrument.spillover.astype(np.float32), out=fl)
+    _apply_spillover(stain, instrument.spillover.astype(np.float32), fl)
     fl += af[:, None] * instrument.af_profile.astype(np.float32)
 
     excluded = np.zeros(n, dtype=bool)

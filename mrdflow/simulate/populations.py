@@ -19,6 +19,8 @@ from typing import Mapping
 
 import numpy as np
 
+from mrdflow.simulate import libm
+
 #: the ten NGF markers, in a fixed internal order (tube 1 uses the first eight)
 MARKERS: tuple[str, ...] = (
     "CD138", "CD27", "CD38", "CD56", "CD45", "CD19", "CD117", "CD81", "cyIgKappa", "cyIgLambda",
@@ -215,12 +217,12 @@ def draw_clone(rng: np.random.Generator, style: str = "typical") -> Clone:
 def _blend(normal: Expr, aberrant: Expr, s: float) -> Expr:
     """Interpolate (in log space) between normal and aberrant expression by strength ``s``."""
     def lg(v: float) -> float:
-        return float(np.log(max(v, 1.0)))
+        return libm.log(max(v, 1.0))
 
     return Expr(
-        median=float(np.exp(lg(normal.median) + s * (lg(aberrant.median) - lg(normal.median)))),
+        median=libm.exp(lg(normal.median) + s * (lg(aberrant.median) - lg(normal.median))),
         frac=normal.frac + s * (aberrant.frac - normal.frac),
-        low=float(np.exp(lg(normal.low) + s * (lg(aberrant.low) - lg(normal.low)))) if normal.low or aberrant.low
+        low=libm.exp(lg(normal.low) + s * (lg(aberrant.low) - lg(normal.low))) if normal.low or aberrant.low
         else 0.0,
         sd=normal.sd + s * (aberrant.sd - normal.sd),
     )

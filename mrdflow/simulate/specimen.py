@@ -12,6 +12,7 @@ from typing import Sequence
 
 import numpy as np
 
+from mrdflow.simulate import libm
 from mrdflow.simulate.populations import (
     BM_COMPOSITION,
     BM_RESTRICTED,
@@ -121,19 +122,19 @@ def _jitter_composition(rng: np.random.Generator, comp: dict[str, float], sd: fl
     out = {}
     for k, v in comp.items():
         s = sd * (1.6 if k in BM_RESTRICTED or k == "normal_pc" else 1.0)
-        out[k] = v * float(np.exp(rng.normal(0.0, s)))
+        out[k] = v * libm.exp(rng.normal(0.0, s))
     return _normalise(out)
 
 
 def _jitter_phenotype(rng: np.random.Generator, p: Phenotype, sd: float) -> Phenotype:
     markers = {
-        m: replace(e, median=e.median * float(np.exp(rng.normal(0.0, sd))),
-                   low=e.low * float(np.exp(rng.normal(0.0, sd))),
-                   sd=e.sd * float(np.exp(rng.normal(0.0, sd / 2))))
+        m: replace(e, median=e.median * libm.exp(rng.normal(0.0, sd)),
+                   low=e.low * libm.exp(rng.normal(0.0, sd)),
+                   sd=e.sd * libm.exp(rng.normal(0.0, sd / 2)))
         for m, e in p.markers.items()
     }
-    return replace(p, fsc=p.fsc * float(np.exp(rng.normal(0, 0.05))), ssc=p.ssc * float(np.exp(rng.normal(0, 0.06))),
-                   autofluorescence=p.autofluorescence * float(np.exp(rng.normal(0, 0.15))), markers=markers)
+    return replace(p, fsc=p.fsc * libm.exp(rng.normal(0, 0.05)), ssc=p.ssc * libm.exp(rng.normal(0, 0.06)),
+                   autofluorescence=p.autofluorescence * libm.exp(rng.normal(0, 0.15)), markers=markers)
 
 
 def draw_specimen(
