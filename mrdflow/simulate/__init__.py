@@ -3,7 +3,8 @@
 Modules: :mod:`~mrdflow.simulate.populations` (phenotypes, compositions, clones), :mod:`~mrdflow.simulate.specimen`
 (per-specimen variation, vectorised cell sampling), :mod:`~mrdflow.simulate.instrument` (spillover, noise,
 doublets, saturation, time, clogs), :mod:`~mrdflow.simulate.scenarios` (named sample plans),
-:mod:`~mrdflow.simulate.truth` (side-car files) and :mod:`~mrdflow.simulate.generate` (writes it all).
+:mod:`~mrdflow.simulate.truth` (side-car files), :mod:`~mrdflow.simulate.generate` (writes it all) and
+:mod:`~mrdflow.simulate.libm` (exp/log of parameters, the same on every CPU).
 """
 
 from mrdflow.simulate.generate import make_specimen, simulate_plans, simulate_sample
