@@ -142,6 +142,23 @@ def test_margin_removes_saturated_and_minimum_piles():
     assert g2.upper_[0] == 0.85 and not g2.apply(x)[(x[:, 0] >= 0.85)].any()
 
 
+def test_margin_finds_a_detector_saturating_below_its_pnr():
+    """An instrument whose signals pile up below $PnR - 1 (or a file rescaled after acquisition): the pile is the
+    limit, not the $PnR-derived one, which would keep every saturated event; a template's own limit still wins."""
+    rng = np.random.default_rng(7)
+    x = rng.uniform(0.1, 0.9, (10_000, 2)).astype(np.float32)
+    x[:30, 0] = np.float32(0.95)  # the detector's real top, under the $PnR limit 0.99
+    g = Margin().fit(x, channel_upper=[0.99, 0.99])
+    assert g.upper_ == [np.float32(0.95), 0.99]
+    assert not g.apply(x)[:30].any() and g.apply(x)[30:].all()
+    x[:30, 0] = np.float32(0.99)  # a pile exactly at the $PnR limit: that limit
+    assert Margin().fit(x, channel_upper=[0.99, 0.99]).upper_ == [0.99, 0.99]
+    x[:30, 0] = np.float32(0.95)
+    x[30:35, 1] = np.float32(0.97)  # 5 events at the top: not a pile, the $PnR limit stays
+    assert Margin().fit(x, channel_upper=[0.99, 0.99]).upper_[1] == 0.99
+    assert Margin(upper=[0.98, None]).fit(x, channel_upper=[0.99, 0.99]).upper_[0] == 0.98
+
+
 @pytest.mark.parametrize("shift", [0.0, 0.7])
 def test_reference_distance_flags_events_away_from_the_reference(shift):
     rng = np.random.default_rng(8)

@@ -338,6 +338,33 @@ def test_with_widening_off_noisy_negatives_are_only_warned(demo_panel, tmp_path)
     assert w.endswith("W to about 1.1")
 
 
+@pytest.mark.parametrize("scale", [4, 16])
+def test_an_instrument_with_a_larger_scale_gives_the_same_result(demo_panel, tmp_path, scale):
+    """Every signal and $PnR 4x or 16x larger (an Attune's 1 048 576, an Aurora's 4 194 304): logicle and linear
+    scaling are relative to $PnR, so the result is the base's — including the saturated events, which now pile up
+    at 262 143 x scale, below the new $PnR - 1: before, the margin gate took its limit from $PnR only and kept
+    them (31 more evaluable cells in DEMO01)."""
+    from batch_data import _KEEP_KEYWORDS
+    from mrdflow.fcs import read_fcs, write_fcs
+
+    base = analyze_sample(files("DEMO01"), demo_panel)
+    paths = []
+    for t in ("T1", "T2"):
+        fcs = read_fcs(DEMO / f"DEMO01_{t}.fcs")
+        names = [c.name for c in fcs.channels]
+        factor = np.array([1 if n == "Time" else scale for n in names], dtype=np.float32)
+        out = tmp_path / f"BIG01_{t}.fcs"
+        write_fcs(out, fcs.events * factor, names, markers=[c.marker for c in fcs.channels],
+                  spillover=fcs.spillover,
+                  keywords={k: str(fcs.keywords[k]) for k in _KEEP_KEYWORDS if k in fcs.keywords},
+                  ranges=[int(c.range * f) for c, f in zip(fcs.channels, factor)])
+        paths.append(out)
+    result = analyze_sample(paths, demo_panel)
+    assert (result.mrd_status, result.n_aberrant_pc, result.n_plasma_cells, result.n_events_evaluable,
+            result.hemodilution) == (base.mrd_status, base.n_aberrant_pc, base.n_plasma_cells,
+                                     base.n_events_evaluable, base.hemodilution)
+
+
 def test_an_instrument_differing_in_gains_compensation_and_noise_at_once_gives_the_same_result(demo_panel,
                                                                                                  tmp_path):
     """Another lab's instrument in several ways at once: every detector 0.5-2x as bright (spillover rescaled to

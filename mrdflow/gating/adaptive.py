@@ -556,7 +556,9 @@ class Margin(AdaptiveGate):
     unset upper limits from each channel's $PnR (the transformed value of $PnR − 1, so values stored as
     $PnR − 1 or $PnR both count as saturated). A limit still unset is taken from the data when at least
     ``min_pile`` events sit exactly at the extreme value (a pile-up is what saturation looks like), otherwise
-    that side is open. Kept: ``lower_ < x < upper_`` in every dim.
+    that side is open; and a pile-up at the top *below* the $PnR-derived limit (an instrument that saturates
+    under its $PnR − 1, or data rescaled after acquisition) lowers that limit to the pile. Kept:
+    ``lower_ < x < upper_`` in every dim.
 
     Attributes
     ----------
@@ -598,10 +600,15 @@ class Margin(AdaptiveGate):
         # piles are looked for on all rows: saturated events may be rare yet must all be found
         for j in range(d):
             col = X[:, j]
+            top = col.max()
+            piled = np.count_nonzero(col == top) >= self.min_pile
             if upper[j] is None:
-                top = col.max()
-                if np.count_nonzero(col == top) >= self.min_pile:
+                if piled:
                     upper[j] = float(top)
+            elif piled and top < upper[j] and (self.upper is None or self.upper[j] is None):
+                # a detector that saturates below $PnR - 1 (its pile-up is what saturation looks like): the
+                # limit the engine derived from $PnR would keep those events
+                upper[j] = float(top)
             if lower[j] is None:
                 bottom = col.min()
                 if np.count_nonzero(col == bottom) >= self.min_pile:
