@@ -325,8 +325,8 @@ def _gate_tube(panel: Panel, template, tube: str, path: Path, *, plot_data: bool
 
 
 #: tube warnings (``"<key>: ..."``) whose key also becomes a QC flag of the sample's result
-WARNING_FLAGS = ("spillover_missing", "time_qc_not_done", "step_skipped", "pc_off_scale", "pc_reference_mismatch",
-                 "logicle_width_narrow", "logicle_width_widened")
+WARNING_FLAGS = ("spillover_missing", "spillover_rescaled", "time_qc_not_done", "step_skipped", "pc_off_scale",
+                 "pc_reference_mismatch", "logicle_width_narrow", "logicle_width_widened")
 
 
 def _common_logicle_width(stages: list[_TubeStage]) -> None:

@@ -153,11 +153,37 @@ def _spillover(panel: Panel, fcs: Any, channels, warnings: list[str]):
     if absent:
         raise PanelError(f"{src}: field 'compensation': spillover ({spill.source}) names channel(s) "
                          f"{', '.join(absent)} that file {file} lacks")
+    spill = _unit_diagonal(spill, src, file, warnings)
     try:
         inverse_spillover(spill)
     except MrdflowError as exc:
         raise PanelError(f"{src}: field 'compensation': spillover of file {file} is not usable: {exc}") from None
     return spill
+
+
+def _unit_diagonal(spill: Any, src: str, file: Any, warnings: list[str]) -> Any:
+    """The spillover with each row divided by its diagonal entry, when that is not 1.
+
+    A spillover coefficient is a fluorochrome's signal in a detector as a fraction of its signal in its own
+    detector, so the diagonal is 1 by definition; some software writes percentages (diagonal 100). Compensating
+    with such a matrix as it stands would divide every compensated value by 100 — wrong numbers, silently (DEMO01:
+    418 aberrant plasma cells for 611). Dividing each row by its diagonal keeps the compensated values in each
+    fluorochrome's own detector units, whatever the matrix's scale; a ``spillover_rescaled`` warning says so."""
+    from dataclasses import replace
+
+    matrix = np.asarray(spill.matrix, dtype=np.float64)
+    diag = np.diag(matrix)
+    if np.any(diag <= 0):
+        j = int(np.argmax(diag <= 0))
+        raise PanelError(f"{src}: field 'compensation': spillover ({spill.source}) of file {file} has "
+                         f"{diag[j]:g} on its diagonal for {spill.channels[j]}; expected 1 (a fluorochrome's signal "
+                         "in its own detector)")
+    if np.all(np.abs(diag - 1.0) <= 1e-6):
+        return spill
+    shown = f"{diag[0]:g}" if np.allclose(diag, diag[0]) else f"{diag.min():g} to {diag.max():g}"
+    warnings.append(f"spillover_rescaled: the spillover matrix ({spill.source}) has {shown} on its diagonal instead "
+                    "of 1 (percentages?); each row was divided by its diagonal entry before compensating")
+    return replace(spill, matrix=matrix / diag[:, None])
 
 
 def prepare_tube(panel: Panel, tube: str, fcs: Any, template: Template, *, min_logicle_w: float | None = None,

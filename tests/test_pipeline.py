@@ -338,6 +338,60 @@ def test_with_widening_off_noisy_negatives_are_only_warned(demo_panel, tmp_path)
     assert w.endswith("W to about 1.1")
 
 
+@pytest.mark.parametrize("diagonal", [100.0, "mixed"])
+def test_a_spillover_matrix_in_percent_gives_the_same_result_and_is_flagged(demo_panel, tmp_path, diagonal):
+    """Spillover written as percentages (diagonal 100), or with each row on its own scale: compensating with it as
+    it stands divided every compensated value by 100 and counted 418 aberrant PCs in DEMO01 for 611, silently.
+    Each row is divided by its diagonal entry (a coefficient is relative to the fluorochrome's own detector),
+    with a warning and the ``spillover_rescaled`` flag."""
+    from dataclasses import replace
+
+    from batch_data import _KEEP_KEYWORDS
+    from mrdflow.fcs import read_fcs, write_fcs
+
+    base = analyze_sample(files("DEMO01"), demo_panel)
+    paths = []
+    for t in ("T1", "T2"):
+        fcs = read_fcs(DEMO / f"DEMO01_{t}.fcs")
+        matrix = np.asarray(fcs.spillover.matrix, dtype=float)
+        rows = np.full(len(matrix), 100.0) if diagonal == 100.0 else np.linspace(0.5, 20.0, len(matrix))
+        out = tmp_path / f"PCT01_{t}.fcs"
+        write_fcs(out, fcs.events, [c.name for c in fcs.channels], markers=[c.marker for c in fcs.channels],
+                  spillover=replace(fcs.spillover, matrix=matrix * rows[:, None]),
+                  keywords={k: str(fcs.keywords[k]) for k in _KEEP_KEYWORDS if k in fcs.keywords},
+                  ranges=[int(c.range) for c in fcs.channels])
+        paths.append(out)
+    result = analyze_sample(paths, demo_panel)
+    assert (result.mrd_status, result.n_aberrant_pc, result.n_plasma_cells, result.n_events_evaluable) == \
+        (base.mrd_status, base.n_aberrant_pc, base.n_plasma_cells, base.n_events_evaluable)
+    assert "spillover_rescaled" in result.qc_flags and "spillover_rescaled" not in base.qc_flags
+    warning = next(w for w in result.details["tubes"]["tube1"]["warnings"] if w.startswith("spillover_rescaled"))
+    assert ("has 100 on its diagonal" if diagonal == 100.0 else "has 0.5 to 20 on its diagonal") in warning
+
+
+def test_a_spillover_matrix_with_a_non_positive_diagonal_is_a_clear_error(demo_panel, tmp_path):
+    from dataclasses import replace
+
+    from batch_data import _KEEP_KEYWORDS
+    from mrdflow.errors import PanelError
+    from mrdflow.fcs import read_fcs, write_fcs
+
+    paths = []
+    for t in ("T1", "T2"):
+        fcs = read_fcs(DEMO / f"DEMO01_{t}.fcs")
+        matrix = np.asarray(fcs.spillover.matrix, dtype=float).copy()
+        matrix[2, 2] = -1.0
+        out = tmp_path / f"NEG01_{t}.fcs"
+        write_fcs(out, fcs.events, [c.name for c in fcs.channels], markers=[c.marker for c in fcs.channels],
+                  spillover=replace(fcs.spillover, matrix=matrix),
+                  keywords={k: str(fcs.keywords[k]) for k in _KEEP_KEYWORDS if k in fcs.keywords},
+                  ranges=[int(c.range) for c in fcs.channels])
+        paths.append(out)
+    channel = read_fcs(paths[0]).spillover.channels[2]
+    with pytest.raises(PanelError, match=f"has -1 on its diagonal for {channel}; expected 1"):
+        analyze_sample(paths, demo_panel)
+
+
 @pytest.mark.parametrize("scale", [4, 16])
 def test_an_instrument_with_a_larger_scale_gives_the_same_result(demo_panel, tmp_path, scale):
     """Every signal and $PnR 4x or 16x larger (an Attune's 1 048 576, an Aurora's 4 194 304): logicle and linear
