@@ -59,8 +59,8 @@ def test_level_and_status_words():
 def test_flags_are_explained_with_the_samples_numbers():
     r = _result("NOT_EVALUABLE", 61_698, 0,
                 flags=["low_events", "hemodilution_suspected", "high_debris_rate", "flow_rate_anomaly",
-                       "something_new"],
-                details={"qc_removed_pct": {"debris": 23.456},
+                       "high_margin_rate", "something_new"],
+                details={"qc_removed_pct": {"debris": 23.456, "margin": 45.6},
                          "hemodilution": {"below": ["mast_cell"], "fractions": {"mast_cell": 3.07e-7},
                                           "limits": {"mast_cell": 1.2e-4}},
                          "tubes": {"tube1": {"time_qc": {"fraction_removed": 0.075}}}})
@@ -69,6 +69,11 @@ def test_flags_are_explained_with_the_samples_numbers():
                                          "required sensitivity of 1.0×10⁻⁵")
     assert "mast_cell 3.07e-05 % of evaluable cells (reference ≥ 0.012 %)" in text["hemodilution_suspected"]
     assert "(23.5 % removed at that step)" in text["high_debris_rate"]
+    # saturated events leave the denominator (DEMO01 at twice the SSC gain: 45 % of events, evaluable 64 675 ->
+    # 35 215): the reviewer is told by how much the fraction may be too high
+    assert text["high_margin_rate"].endswith("(45.6 % removed at that step); they are not in the MRD denominator: if "
+                                             "they are cells (e.g. granulocytes off the top of SSC), the MRD fraction "
+                                             "is overestimated by up to 1.84×")
     assert "tube1: 7.50 % of events removed" in text["flow_rate_anomaly"]
     assert text["something_new"] == ""  # an unknown flag is still listed, as it is
     html = render_sample_report(r, [], roles={})

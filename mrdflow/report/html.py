@@ -190,6 +190,11 @@ def explain_flags(result: SampleResult) -> list[tuple[str, str]]:
             rate = (d.get("qc_removed_pct") or {}).get(key)
             if _finite(rate):
                 text += f" ({rate:.1f} % removed at that step)"
+                if key == "margin" and rate < 100:
+                    # saturated events leave the denominator; nucleated ones (granulocytes off the top of SSC at
+                    # too high a gain) would have been evaluable, so the fraction is biased up by up to this much
+                    text += (f"; they are not in the MRD denominator: if they are cells (e.g. granulocytes off the "
+                             f"top of SSC), the MRD fraction is overestimated by up to {100 / (100 - rate):.2f}×")
         elif flag in ("flow_rate_anomaly", "signal_shift"):
             parts = []
             for tube, td in (d.get("tubes") or {}).items():
