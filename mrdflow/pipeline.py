@@ -221,12 +221,13 @@ def _gate_tube(panel: Panel, template, tube: str, path: Path, *, plot_data: bool
     from mrdflow.fcs import read_fcs
     from mrdflow.gating.engine import gate_events
     from mrdflow.panel_files import time_channel
-    from mrdflow.tube import prepare_tube
+    from mrdflow.tube import prepare_tube, spillover_errors
     from numba import get_num_threads
 
     # column-major events: every gate / QC pass reads only its own channels' memory; read on as many threads
     # as the numba kernels may use (a batch worker's share of the cores)
-    fcs = read_fcs(path, linearize=True, order="F", sha256=hashes is not None, threads=get_num_threads())
+    fcs = read_fcs(path, linearize=True, order="F", sha256=hashes is not None, threads=get_num_threads(),
+                   spillover_errors=spillover_errors(panel))
     if hashes is not None:
         hashes[str(path)] = fcs.sha256
     setup = prepare_tube(panel, tube, fcs, template, min_logicle_w=min_logicle_w, floor_from=floor_from)

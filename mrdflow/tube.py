@@ -129,6 +129,13 @@ def tube_template(panel: Panel, tube: str, template: Template, markers, channels
     return template, dropped
 
 
+def spillover_errors(panel: Panel) -> str:
+    """``read_fcs(spillover_errors=...)`` for this panel: a malformed or mismatched spillover keyword is an error when
+    the panel compensates with the file's own matrix, and is ignored (the reader notes it) when the panel gives a
+    CSV matrix or none — e.g. a FlowJo export whose channels are already compensated."""
+    return "raise" if panel.compensation.source == "file" else "warn"
+
+
 def _spillover(panel: Panel, fcs: Any, channels, warnings: list[str]):
     from mrdflow.scaling import inverse_spillover
 
@@ -150,6 +157,11 @@ def _spillover(panel: Panel, fcs: Any, channels, warnings: list[str]):
             return None
     names = {c.name for c in channels}
     absent = [c for c in spill.channels if c not in names]
+    if absent and all(f"Comp-{c}" in names for c in absent):
+        raise PanelError(f"{src}: field 'compensation': file {file} holds compensated channels "
+                         f"({', '.join(f'Comp-{c}' for c in absent[:3])}{', ...' if len(absent) > 3 else ''}: a "
+                         "FlowJo export) while its spillover names the uncompensated ones; analyse the "
+                         "acquisition's original file, or set compensation: {source: none} for these files")
     if absent:
         raise PanelError(f"{src}: field 'compensation': spillover ({spill.source}) names channel(s) "
                          f"{', '.join(absent)} that file {file} lacks")

@@ -369,6 +369,35 @@ def test_a_spillover_matrix_in_percent_gives_the_same_result_and_is_flagged(demo
     assert ("has 100 on its diagonal" if diagonal == 100.0 else "has 0.5 to 20 on its diagonal") in warning
 
 
+def test_a_flowjo_export_with_compensated_channels_is_named_and_can_be_analysed_without_compensation(demo_panel,
+                                                                                                     tmp_path):
+    """A FlowJo export: channels renamed ``Comp-FITC-A`` ... (already compensated) while its SPILL keyword names
+    the original channels. Compensating again would be wrong, so with the file's matrix requested the error says
+    what the file is; with ``compensation: {source: none}`` the mismatched keyword no longer stops the read."""
+    from batch_data import _KEEP_KEYWORDS
+    from mrdflow.errors import MrdflowError
+    from mrdflow.fcs import read_fcs, write_fcs
+    from mrdflow.panel import CompensationSpec
+
+    paths = []
+    for t in ("T1", "T2"):
+        fcs = read_fcs(DEMO / f"DEMO01_{t}.fcs")
+        spilled = set(fcs.spillover.channels)
+        out = tmp_path / f"FJ01_{t}.fcs"
+        write_fcs(out, fcs.events, [f"Comp-{c.name}" if c.name in spilled else c.name for c in fcs.channels],
+                  markers=[c.marker for c in fcs.channels],
+                  keywords={**{k: str(fcs.keywords[k]) for k in _KEEP_KEYWORDS if k in fcs.keywords},
+                            "SPILL": fcs.spillover.to_keyword()},
+                  ranges=[int(c.range) for c in fcs.channels])
+        paths.append(out)
+    with pytest.raises(MrdflowError, match=r"the file has 'Comp-V450-A' instead: its channels are already "
+                                           r"compensated \(a FlowJo export\)"):
+        analyze_sample(paths, demo_panel)
+    uncompensated = demo_panel.model_copy(update={"compensation": CompensationSpec(source="none")})
+    result = analyze_sample(paths, uncompensated)
+    assert result.status == "ok" and result.n_plasma_cells > 0
+
+
 def test_a_spillover_matrix_with_a_non_positive_diagonal_is_a_clear_error(demo_panel, tmp_path):
     from dataclasses import replace
 

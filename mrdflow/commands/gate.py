@@ -21,12 +21,12 @@ def run(args: argparse.Namespace) -> int:
     from mrdflow.gating.template import load_template
     from mrdflow.panel import load_panel
     from mrdflow.panel_files import group_files
-    from mrdflow.tube import prepare_tube
+    from mrdflow.tube import prepare_tube, spillover_errors
 
     panel = load_panel(args.panel)
     template = load_template(panel.template)
     # linear, PnG-scaled values (what GatingML transforms expect), column-major as the pipeline reads them
-    fcs = read_fcs(args.file, linearize=True, order="F")
+    fcs = read_fcs(args.file, linearize=True, order="F", spillover_errors=spillover_errors(panel))
     if args.tube is not None:
         wanted = args.tube.casefold()
         tube = next((t for t, spec in panel.tubes.items()

@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
     from mrdflow.gating.template import load_template
     from mrdflow.panel import load_panel
     from mrdflow.panel_files import find_files, group_files, resolve_specimen
-    from mrdflow.tube import check_tube
+    from mrdflow.tube import check_tube, spillover_errors
 
     panel = load_panel(args.panel)
     template = load_template(panel.template)
@@ -30,7 +30,8 @@ def run(args: argparse.Namespace) -> int:
     for sample in samples:
         for tube, path in sample.tubes.items():
             try:
-                setup = check_tube(panel, tube, read_fcs(path, events=False), template)  # HEADER + TEXT only
+                fcs = read_fcs(path, events=False, spillover_errors=spillover_errors(panel))  # HEADER + TEXT
+                setup = check_tube(panel, tube, fcs, template)
             except MrdflowError as exc:
                 problems += 1
                 print(f"FAIL {sample.sample_id} {tube} {path.name}: {exc}", file=sys.stderr)

@@ -160,7 +160,13 @@ def _match_channel(name: str, channel_names: Sequence[str], where: str) -> str:
     folded = {c.lower(): c for c in channel_names}
     if name.lower() in folded:
         return folded[name.lower()]
-    raise SpilloverError(where, f"spillover names channel {name!r}, which is not a $PnN of the file {list(channel_names)}")
+    hint = ""
+    if f"comp-{name.lower()}" in folded:
+        hint = (f"; the file has {folded[f'comp-{name.lower()}']!r} instead: its channels are already compensated "
+                "(a FlowJo export) — analyse the acquisition's original file, or give the panel compensation: "
+                "{source: none}")
+    raise SpilloverError(where, f"spillover names channel {name!r}, which is not a $PnN of the file "
+                                f"{list(channel_names)}{hint}")
 
 
 def spillover_from_keywords(
