@@ -44,8 +44,9 @@ FLAG_DESCRIPTIONS = {
     "flow_rate_anomaly": "unstable flow rate during acquisition; the affected stretches were excluded",
     "signal_shift": "a fluorescence signal drifted during acquisition; the affected stretches were excluded",
     "spillover_missing": "the file has no spillover matrix; events were analysed uncompensated",
-    "spillover_rescaled": "the file's spillover matrix did not have 1 on its diagonal (percentages, e.g. 100): "
-                          "each row was divided by its diagonal entry before compensating; check the matrix",
+    "spillover_rescaled": "the spillover matrix (the file's, or the panel's CSV) did not have 1 on its diagonal "
+                          "(percentages, e.g. 100): each row was divided by its diagonal entry before compensating; "
+                          "check the matrix",
     "time_qc_not_done": "acquisition stability could not be checked (no Time channel, or the events are not in "
                         "acquisition order); see the tube's warnings",
     "pc_off_scale": "many plasma cells sit at the top of a marker's scale (the detector is set too high for "
