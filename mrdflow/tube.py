@@ -157,11 +157,6 @@ def _spillover(panel: Panel, fcs: Any, channels, warnings: list[str]):
             return None
     names = {c.name for c in channels}
     absent = [c for c in spill.channels if c not in names]
-    if absent and all(f"Comp-{c}" in names for c in absent):
-        raise PanelError(f"{src}: field 'compensation': file {file} holds compensated channels "
-                         f"({', '.join(f'Comp-{c}' for c in absent[:3])}{', ...' if len(absent) > 3 else ''}: a "
-                         "FlowJo export) while its spillover names the uncompensated ones; analyse the "
-                         "acquisition's original file, or set compensation: {source: none} for these files")
     if absent:
         raise PanelError(f"{src}: field 'compensation': spillover ({spill.source}) names channel(s) "
                          f"{', '.join(absent)} that file {file} lacks")

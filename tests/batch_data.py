@@ -89,9 +89,9 @@ def copy_sample(src_id: str, dst_id: str, fcs_dir: Path) -> None:
 
 
 def rewrite(src: Path, dst: Path, *, events=None, markers=None, spillover="keep", keywords=None,
-            rename=None) -> Path:
+            rename=None, ranges=None) -> Path:
     """Re-write an FCS file with some part replaced (events, $PnS markers, spillover, keywords, $PnN names by
-    ``rename`` — old → new; the spillover keeps naming the same channels)."""
+    ``rename`` — old → new; the spillover keeps naming the same channels —, $PnR ``ranges``)."""
     from mrdflow.fcs import read_fcs, write_fcs
 
     fcs = read_fcs(src)
@@ -104,7 +104,7 @@ def rewrite(src: Path, dst: Path, *, events=None, markers=None, spillover="keep"
     return write_fcs(dst, fcs.events if events is None else events, [rename.get(c.name, c.name) for c in fcs.channels],
                      markers=markers if markers is not None else [c.marker for c in fcs.channels],
                      spillover=fcs.spillover if spillover == "keep" else spillover, keywords=kw,
-                     ranges=[c.range for c in fcs.channels])
+                     ranges=[c.range for c in fcs.channels] if ranges is None else ranges)
 
 
 def make_broken_samples(fcs_dir: Path, base: str = "DEMO01") -> dict[str, str]:

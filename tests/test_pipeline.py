@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from batch_data import rewrite
 
 from mrdflow.cli import main
 from mrdflow.errors import AnalysisError, FcsError, MrdflowError, PanelError
@@ -120,7 +121,6 @@ def test_clone_split_over_both_tubes_is_called_from_the_pooled_backbone(demo_pan
 
     Tube 1's 4 clonal PCs are too few to form a cluster there (core ≥ 5 events), so a per-tube call finds only
     tube 2's 16 (below the LOD); pooled on the shared backbone they join tube 2's clone."""
-    from batch_data import rewrite
     from mrdflow.fcs import read_fcs
 
     paths, is_clone = [], []
@@ -143,7 +143,6 @@ def test_clone_split_over_both_tubes_is_called_from_the_pooled_backbone(demo_pan
 
 def test_stains_tagged_with_their_fluorochrome_give_the_same_result(demo_panel, demo01, tmp_path):
     """Real files often write $PnS as "CD38 FITC" or "CD138_BV421": the demo panel still finds every marker."""
-    from batch_data import rewrite
     from mrdflow.fcs import read_fcs
 
     paths = []
@@ -163,7 +162,6 @@ def test_scatter_and_time_named_the_instruments_way_give_the_same_result(demo_pa
     """Beckman Coulter Navios names its scatter FS INT LIN / FS PEAK LIN / SS INT LIN / SS PEAK LIN and its time
     HDR-T, a MoFlo FSC LinA / FSC LinH, others SSC.ALin or SSC-Height: the template's FSC-A, FSC-H, SSC-A, SSC-H
     and the time QC find them, with the same result."""
-    from batch_data import rewrite
 
     rename = {"navios": {"FSC-A": "FS INT LIN", "FSC-H": "FS PEAK LIN", "SSC-A": "SS INT LIN",
                          "SSC-H": "SS PEAK LIN", "Time": "HDR-T"},
@@ -346,21 +344,15 @@ def test_a_spillover_matrix_in_percent_gives_the_same_result_and_is_flagged(demo
     with a warning and the ``spillover_rescaled`` flag."""
     from dataclasses import replace
 
-    from batch_data import _KEEP_KEYWORDS
-    from mrdflow.fcs import read_fcs, write_fcs
+    from mrdflow.fcs import read_fcs
 
     base = analyze_sample(files("DEMO01"), demo_panel)
     paths = []
-    for t in ("T1", "T2"):
-        fcs = read_fcs(DEMO / f"DEMO01_{t}.fcs")
-        matrix = np.asarray(fcs.spillover.matrix, dtype=float)
+    for src in files("DEMO01"):
+        spill = read_fcs(src).spillover
+        matrix = np.asarray(spill.matrix, dtype=float)
         rows = np.full(len(matrix), 100.0) if diagonal == 100.0 else np.linspace(0.5, 20.0, len(matrix))
-        out = tmp_path / f"PCT01_{t}.fcs"
-        write_fcs(out, fcs.events, [c.name for c in fcs.channels], markers=[c.marker for c in fcs.channels],
-                  spillover=replace(fcs.spillover, matrix=matrix * rows[:, None]),
-                  keywords={k: str(fcs.keywords[k]) for k in _KEEP_KEYWORDS if k in fcs.keywords},
-                  ranges=[int(c.range) for c in fcs.channels])
-        paths.append(out)
+        paths.append(rewrite(src, tmp_path / f"PCT_{src.name}", spillover=replace(spill, matrix=matrix * rows[:, None])))
     result = analyze_sample(paths, demo_panel)
     assert (result.mrd_status, result.n_aberrant_pc, result.n_plasma_cells, result.n_events_evaluable) == \
         (base.mrd_status, base.n_aberrant_pc, base.n_plasma_cells, base.n_events_evaluable)
@@ -374,22 +366,14 @@ def test_a_flowjo_export_with_compensated_channels_is_named_and_can_be_analysed_
     """A FlowJo export: channels renamed ``Comp-FITC-A`` ... (already compensated) while its SPILL keyword names
     the original channels. Compensating again would be wrong, so with the file's matrix requested the error says
     what the file is; with ``compensation: {source: none}`` the mismatched keyword no longer stops the read."""
-    from batch_data import _KEEP_KEYWORDS
-    from mrdflow.errors import MrdflowError
-    from mrdflow.fcs import read_fcs, write_fcs
+    from mrdflow.fcs import read_fcs
     from mrdflow.panel import CompensationSpec
 
     paths = []
-    for t in ("T1", "T2"):
-        fcs = read_fcs(DEMO / f"DEMO01_{t}.fcs")
-        spilled = set(fcs.spillover.channels)
-        out = tmp_path / f"FJ01_{t}.fcs"
-        write_fcs(out, fcs.events, [f"Comp-{c.name}" if c.name in spilled else c.name for c in fcs.channels],
-                  markers=[c.marker for c in fcs.channels],
-                  keywords={**{k: str(fcs.keywords[k]) for k in _KEEP_KEYWORDS if k in fcs.keywords},
-                            "SPILL": fcs.spillover.to_keyword()},
-                  ranges=[int(c.range) for c in fcs.channels])
-        paths.append(out)
+    for src in files("DEMO01"):
+        spill = read_fcs(src).spillover
+        paths.append(rewrite(src, tmp_path / f"FJ_{src.name}", rename={c: f"Comp-{c}" for c in spill.channels},
+                             spillover=None, keywords={"SPILL": spill.to_keyword()}))
     with pytest.raises(MrdflowError, match=r"the file has 'Comp-V450-A' instead: its channels are already "
                                            r"compensated \(a FlowJo export\)"):
         analyze_sample(paths, demo_panel)
@@ -401,21 +385,14 @@ def test_a_flowjo_export_with_compensated_channels_is_named_and_can_be_analysed_
 def test_a_spillover_matrix_with_a_non_positive_diagonal_is_a_clear_error(demo_panel, tmp_path):
     from dataclasses import replace
 
-    from batch_data import _KEEP_KEYWORDS
-    from mrdflow.errors import PanelError
-    from mrdflow.fcs import read_fcs, write_fcs
+    from mrdflow.fcs import read_fcs
 
     paths = []
-    for t in ("T1", "T2"):
-        fcs = read_fcs(DEMO / f"DEMO01_{t}.fcs")
-        matrix = np.asarray(fcs.spillover.matrix, dtype=float).copy()
+    for src in files("DEMO01"):
+        spill = read_fcs(src).spillover
+        matrix = np.asarray(spill.matrix, dtype=float).copy()
         matrix[2, 2] = -1.0
-        out = tmp_path / f"NEG01_{t}.fcs"
-        write_fcs(out, fcs.events, [c.name for c in fcs.channels], markers=[c.marker for c in fcs.channels],
-                  spillover=replace(fcs.spillover, matrix=matrix),
-                  keywords={k: str(fcs.keywords[k]) for k in _KEEP_KEYWORDS if k in fcs.keywords},
-                  ranges=[int(c.range) for c in fcs.channels])
-        paths.append(out)
+        paths.append(rewrite(src, tmp_path / f"NEG_{src.name}", spillover=replace(spill, matrix=matrix)))
     channel = read_fcs(paths[0]).spillover.channels[2]
     with pytest.raises(PanelError, match=f"has -1 on its diagonal for {channel}; expected 1"):
         analyze_sample(paths, demo_panel)
@@ -427,21 +404,15 @@ def test_an_instrument_with_a_larger_scale_gives_the_same_result(demo_panel, tmp
     scaling are relative to $PnR, so the result is the base's — including the saturated events, which now pile up
     at 262 143 x scale, below the new $PnR - 1: before, the margin gate took its limit from $PnR only and kept
     them (31 more evaluable cells in DEMO01)."""
-    from batch_data import _KEEP_KEYWORDS
-    from mrdflow.fcs import read_fcs, write_fcs
+    from mrdflow.fcs import read_fcs
 
     base = analyze_sample(files("DEMO01"), demo_panel)
     paths = []
-    for t in ("T1", "T2"):
-        fcs = read_fcs(DEMO / f"DEMO01_{t}.fcs")
-        names = [c.name for c in fcs.channels]
-        factor = np.array([1 if n == "Time" else scale for n in names], dtype=np.float32)
-        out = tmp_path / f"BIG01_{t}.fcs"
-        write_fcs(out, fcs.events * factor, names, markers=[c.marker for c in fcs.channels],
-                  spillover=fcs.spillover,
-                  keywords={k: str(fcs.keywords[k]) for k in _KEEP_KEYWORDS if k in fcs.keywords},
-                  ranges=[int(c.range * f) for c, f in zip(fcs.channels, factor)])
-        paths.append(out)
+    for src in files("DEMO01"):
+        fcs = read_fcs(src)
+        factor = np.array([1 if c.name == "Time" else scale for c in fcs.channels], dtype=np.float32)
+        paths.append(rewrite(src, tmp_path / f"BIG_{src.name}", events=fcs.events * factor,
+                             ranges=[int(c.range * f) for c, f in zip(fcs.channels, factor)]))
     result = analyze_sample(paths, demo_panel)
     assert (result.mrd_status, result.n_aberrant_pc, result.n_plasma_cells, result.n_events_evaluable,
             result.hemodilution) == (base.mrd_status, base.n_aberrant_pc, base.n_plasma_cells,
@@ -457,32 +428,25 @@ def test_an_instrument_differing_in_gains_compensation_and_noise_at_once_gives_t
     marrows hemodiluted and lost one DEMO02 clone entirely. With the logicle widening the result is the base's."""
     from dataclasses import replace
 
-    from batch_data import _KEEP_KEYWORDS
-    from mrdflow.fcs import read_fcs, write_fcs
+    from mrdflow.fcs import read_fcs
 
     base = analyze_sample(files("DEMO02"), demo_panel)
     rng = np.random.default_rng(102)
     first = read_fcs(DEMO / "DEMO01_T1.fcs")
     gains = {c.name: float(np.exp(rng.uniform(np.log(0.5), np.log(2.0)))) for c in first.channels if c.marker}
     paths = []
-    for t in ("T1", "T2"):
-        fcs = read_fcs(DEMO / f"DEMO02_{t}.fcs")
-        names = [c.name for c in fcs.channels]
-        ev = fcs.events.astype(np.float64) * np.array([gains.get(n, 1.0) for n in names])
+    for src in files("DEMO02"):
+        fcs = read_fcs(src)
+        ev = fcs.events.astype(np.float64) * np.array([gains.get(c.name, 1.0) for c in fcs.channels])
         stains = [j for j, c in enumerate(fcs.channels) if c.marker]
         ev[:, stains] += rng.normal(0.0, 250.0, (len(ev), len(stains)))
-        ranges = np.array([c.range for c in fcs.channels], dtype=float)
-        ev = np.minimum(ev, ranges - 1)
+        ev = np.minimum(ev, np.array([c.range for c in fcs.channels], dtype=float) - 1)
         sp = fcs.spillover
         g = np.array([gains.get(c, 1.0) for c in sp.channels])
         off = rng.uniform(0.9, 1.1, (len(g), len(g)))
         np.fill_diagonal(off, 1.0)
-        out = tmp_path / f"OTHER02_{t}.fcs"
-        write_fcs(out, ev.astype(np.float32), names, markers=[c.marker for c in fcs.channels],
-                  spillover=replace(sp, matrix=np.asarray(sp.matrix) * g[None, :] / g[:, None] * off),
-                  keywords={k: str(fcs.keywords[k]) for k in _KEEP_KEYWORDS if k in fcs.keywords},
-                  ranges=[int(r) for r in ranges])
-        paths.append(out)
+        paths.append(rewrite(src, tmp_path / f"OTHER_{src.name}", events=ev.astype(np.float32),
+                             spillover=replace(sp, matrix=np.asarray(sp.matrix) * g[None, :] / g[:, None] * off)))
     result = analyze_sample(paths, demo_panel)
     assert result.mrd_status == base.mrd_status == "POSITIVE_BELOW_LLOQ"
     assert abs(result.n_aberrant_pc - base.n_aberrant_pc) <= 3 and result.n_plasma_cells == base.n_plasma_cells
