@@ -18,7 +18,10 @@ import inspect
 from typing import Any, ClassVar, Mapping
 
 import numpy as np
-from scipy import signal, stats
+from scipy import special
+
+from mrdflow.distributions import chi2_ppf
+from mrdflow.gating.peaks import find_peaks
 
 from mrdflow.quantiles import median, sorted_histogram, sorted_quantile, sorted_within
 
@@ -312,7 +315,7 @@ class DensityValley(_Density1D):
     def fit(self, X: np.ndarray) -> "DensityValley":
         x = self._prepare(X)[:, 0]
         centers, dens, h, xs = _smoothed_density(x, self.bounds, self.bins, self.adjust)
-        peaks, props = signal.find_peaks(np.r_[0.0, dens, 0.0], prominence=self.min_prominence * dens.max())
+        peaks = find_peaks(np.r_[0.0, dens, 0.0], prominence=self.min_prominence * dens.max())
         peaks = peaks - 1
         if peaks.size >= 2:
             if self.pick == "lowest":
@@ -416,7 +419,7 @@ class Tail(_Density1D):
         centers, dens, h, xs = _smoothed_density(x, self.bounds, self.bins, self.adjust)
         mode_i = int(np.argmax(dens))
         if self.peak != "dominant":
-            peaks, _ = signal.find_peaks(np.r_[0.0, dens, 0.0], prominence=self.min_prominence * dens.max())
+            peaks = find_peaks(np.r_[0.0, dens, 0.0], prominence=self.min_prominence * dens.max())
             peaks = peaks - 1
             if peaks.size:
                 mode_i = int(peaks.min() if self.peak == "first" else peaks.max())
@@ -479,7 +482,7 @@ class Cluster(AdaptiveGate):
         self.mean_ = gmm.means_[self.component_]
         self.covariance_ = gmm.covariances_[self.component_]
         d = X.shape[1]
-        self.distance_square_ = float(stats.chi2.ppf(self.quantile, d))
+        self.distance_square_ = chi2_ppf(self.quantile, d)
         self.geometry_ = _ellipse_geometry(self.mean_, self.covariance_, self.distance_square_, inside=True)
         return self
 
@@ -546,7 +549,7 @@ class Singlet(AdaptiveGate):
 
 
 #: scipy's ``median_abs_deviation(scale="normal")`` divisor: the standard normal's 75th percentile
-_MAD_NORMAL = float(stats.norm.ppf(0.75))
+_MAD_NORMAL = float(special.ndtri(0.75))  # = scipy.stats.norm.ppf(0.75)
 
 
 class Margin(AdaptiveGate):
@@ -695,7 +698,7 @@ class ReferenceDistance(AdaptiveGate):
                 self.mean_, self.covariance_ = R.mean(axis=0), np.atleast_2d(np.cov(R, rowvar=False))
             self.n_reference_ = R.shape[0]
         d = self.mean_.size
-        self.distance_square_ = float(stats.chi2.ppf(self.quantile, d))
+        self.distance_square_ = chi2_ppf(self.quantile, d)
         if d == 1:
             half = float(np.sqrt(self.distance_square_ * self.covariance_.ravel()[0]))
             lo, hi = float(self.mean_[0] - half), float(self.mean_[0] + half)

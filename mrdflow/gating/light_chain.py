@@ -22,7 +22,6 @@ import math
 from dataclasses import dataclass, replace
 
 import numpy as np
-from scipy import stats
 
 from mrdflow.errors import AnalysisError
 from mrdflow.gating.phenotype import AberrantCluster, PhenotypeResult
@@ -132,6 +131,8 @@ def light_chain_restricted(
                 continue
             # the reference ratio is itself a count: compare the two 2×2 margins exactly (a binomial test
             # against the estimated ratio would be anti-conservative for subsets about as large as the reference)
+            from scipy import stats  # here, not at import: ~0.8 s a process, needed only for a light-chain excess
+
             p = float(stats.fisher_exact([[n_r, n_other], [ref_r, ref_other]], alternative="greater").pvalue)
             if p >= settings.alpha:
                 continue

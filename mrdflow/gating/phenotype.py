@@ -56,8 +56,8 @@ from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import numpy as np
-from scipy import stats
 
+from mrdflow.distributions import chi2_ppf, poisson_sf
 from mrdflow.errors import AnalysisError
 from mrdflow.gating.pc_markers import (
     NORMAL_PC_PATTERN,
@@ -445,7 +445,7 @@ def classify_plasma_cells(
     cores = []
     for c in np.flatnonzero((popcount >= settings.min_aberrancies) & (counts >= settings.min_cluster_events)):
         obs, exp = int(counts[c]), float(expected[c])
-        p = float(stats.poisson.sf(obs - 1, exp))
+        p = poisson_sf(obs - 1, exp)
         if obs < settings.min_fold * exp or p >= settings.alpha:
             continue
         members = np.flatnonzero(code == c)
@@ -463,8 +463,8 @@ def classify_plasma_cells(
         return PhenotypeResult(aberrant, labels, (), boundaries, tuple(warnings), **pattern_info)
 
     # grow each core into its clone; an event joins the core it is closest to
-    limit = float(stats.chi2.ppf(settings.expand_quantile, df=len(used)))
-    limit_1d = float(stats.chi2.ppf(settings.expand_quantile, df=1))
+    limit = chi2_ppf(settings.expand_quantile, len(used))
+    limit_1d = chi2_ppf(settings.expand_quantile, 1)
     best = np.full(n, np.inf)
     group_stats: dict = {}  # pattern → (events, centre, spread) of its whole population, for _closer_to_core
     regions: list[tuple[np.ndarray, np.ndarray]] = []  # (centre, spread) per cluster label
