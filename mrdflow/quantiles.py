@@ -11,7 +11,9 @@ subsample, so they sort it once and read everything off the sorted copy:
   gives the input's precision, a list of ``q`` float64, as numpy);
 * :func:`sorted_histogram` — ``np.histogram(x, bins, range)`` counts by binary search of the edges;
 * :func:`median` — ``np.median`` with one single-rank partition (and a max over the lower half for an even
-  count).
+  count);
+* :func:`column_medians` — ``np.median(a, axis=0)`` of a 2-D array, one :func:`median` per column (~7× faster
+  for 50 k × 6 float32: numpy partitions the strided columns of a row-major array around two ranks).
 
 Values must be finite (NaN sorts to the end and numpy would return NaN); callers filter them first.
 """
@@ -20,7 +22,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["sorted_quantile", "sorted_histogram", "sorted_within", "median"]
+__all__ = ["sorted_quantile", "sorted_histogram", "sorted_within", "median", "column_medians"]
 
 
 def sorted_quantile(xs: np.ndarray, q):
@@ -94,3 +96,18 @@ def median(x: np.ndarray):
     if n % 2:
         return np.mean(part[k:k + 1])
     return np.mean(np.array([part[:k].max(), part[k]], dtype=x.dtype))
+
+
+def column_medians(a: np.ndarray) -> np.ndarray:
+    """``np.median(a, axis=0)`` of a 2-D array: each column's :func:`median`, in ``a``'s precision (float32 stays
+    float32, as numpy); a column holding a NaN gives NaN, as numpy."""
+    a = np.asarray(a)
+    if a.ndim != 2:
+        raise ValueError(f"column_medians needs a 2-D array, found shape {a.shape}")
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        return np.median(a, axis=0)  # numpy's NaNs (with its warning) for no rows, an empty array for no columns
+    cols = np.asfortranarray(a)
+    out = np.array([median(cols[:, j]) for j in range(a.shape[1])])
+    if out.dtype.kind == "f":
+        out[np.isnan(cols).any(axis=0)] = np.nan
+    return out

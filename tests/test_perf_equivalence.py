@@ -8,6 +8,7 @@ versions they replace (the whole-tube identity is checked with ``scripts/perf_fi
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from mrdflow.fcs import read_fcs
 from mrdflow.fcs.reader import _LINEARIZE_BLOCK
 from mrdflow.gating.adaptive import subsample_indices, systematic_indices
 from mrdflow.kernels.select import rows_at_ranks
-from mrdflow.quantiles import median, sorted_histogram, sorted_quantile
+from mrdflow.quantiles import column_medians, median, sorted_histogram, sorted_quantile
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -477,6 +478,24 @@ def test_median_is_numpys_median(values, f64, repeat):
     x = np.array(values * repeat, dtype=np.float64 if f64 else np.float32)
     want, got = np.median(x), median(x)
     assert got == want and np.asarray(got).dtype == np.asarray(want).dtype
+
+
+@settings(max_examples=120, deadline=None)
+@given(rows=st.integers(0, 60), cols=st.integers(0, 5), f64=st.booleans(), seed=st.integers(0, 2**32 - 1),
+       special=st.sampled_from([None, np.inf, -np.inf, np.nan]), fortran=st.booleans())
+def test_column_medians_is_numpys_median_over_rows(rows, cols, f64, seed, special, fortran):
+    """The phenotype's centres and spreads: the same values and dtype as np.median(a, axis=0), ties (small
+    integers), ±inf (a marker set aside) and NaN included."""
+    rng = np.random.default_rng(seed)
+    a = rng.integers(-3, 4, size=(rows, cols)).astype(np.float64 if f64 else np.float32)
+    if special is not None and a.size:
+        a.flat[rng.integers(0, a.size, size=1 + a.size // 7)] = special
+    a = np.asfortranarray(a) if fortran else a
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        want, got = np.median(a, axis=0), column_medians(a)
+    np.testing.assert_array_equal(got, want)
+    assert got.dtype == want.dtype and got.shape == want.shape
 
 
 @settings(max_examples=120, deadline=None)

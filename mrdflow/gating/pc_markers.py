@@ -14,6 +14,7 @@ from typing import Literal
 import numpy as np
 
 from mrdflow.errors import AnalysisError
+from mrdflow.quantiles import median
 
 Expectation = Literal["pos", "neg", "any"]
 
@@ -78,8 +79,8 @@ class MarkerBoundary:
 
 
 def _robust_sd(values: np.ndarray) -> float:
-    med = np.median(values)
-    return float(1.4826 * np.median(np.abs(values - med)))
+    med = median(values)
+    return float(1.4826 * median(np.abs(values - med)))
 
 
 def marker_boundary(
@@ -104,7 +105,7 @@ def marker_boundary(
             return MarkerBoundary(marker, rule.expected, math.nan, math.nan, math.nan, math.nan, False,
                                   f"{marker}: {name} has {values.size} events, "
                                   f"{min_events} needed")
-    nc, pc = float(np.median(neg)), float(np.median(pos))
+    nc, pc = float(median(neg)), float(median(pos))
     separation = pc - nc
     pooled = math.sqrt((_robust_sd(neg) ** 2 + _robust_sd(pos) ** 2) / 2.0)
     boundary = nc + rule.position * separation

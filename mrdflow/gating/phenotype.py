@@ -59,6 +59,7 @@ import numpy as np
 
 from mrdflow.distributions import chi2_ppf, poisson_sf
 from mrdflow.errors import AnalysisError
+from mrdflow.quantiles import column_medians
 from mrdflow.gating.pc_markers import (
     NORMAL_PC_PATTERN,
     MarkerBoundary,
@@ -274,8 +275,8 @@ def _closer_to_core(
                     rest = rest[:: -(-n_rest // _MAX_GROUP_ROWS)]
                 g_centre = g_spread = None
                 if n_rest >= 3:
-                    g_centre = np.median(rest, axis=0)
-                    g_spread = np.maximum(1.4826 * np.median(np.abs(rest - g_centre), axis=0), min_spread)
+                    g_centre = column_medians(rest)
+                    g_spread = np.maximum(1.4826 * column_medians(np.abs(rest - g_centre)), min_spread)
                 if whole and cache is not None:
                     cache[c] = (n_rest, g_centre, g_spread)
             if n_rest < 3:
@@ -424,8 +425,8 @@ def classify_plasma_cells(
     normal_like = ~((strong > 0) & boundary_ok).any(axis=1)
     if settings.normal_pc_sd is not None and np.count_nonzero(normal_like) >= settings.min_normal_pc_events:
         ref = strong[normal_like]
-        centre = np.median(ref, axis=0)
-        spread = np.maximum(1.4826 * np.median(np.abs(ref - centre), axis=0), settings.min_normal_pc_spread)
+        centre = column_medians(ref)
+        spread = np.maximum(1.4826 * column_medians(np.abs(ref - centre)), settings.min_normal_pc_spread)
         weak = (strong - centre) / spread - settings.normal_pc_sd
     elif settings.normal_pc_sd is not None:
         warnings.append(f"only {int(np.count_nonzero(normal_like))} PCs show the normal pattern "
@@ -450,8 +451,8 @@ def classify_plasma_cells(
             continue
         members = np.flatnonzero(code == c)
         pattern = [j for j in range(k) if c >> j & 1]
-        beyond = ((np.median(strong[members][:, pattern], axis=0) >= settings.cluster_margin)
-                  | (np.median(weak[members][:, pattern], axis=0) >= settings.cluster_margin_sd))
+        beyond = ((column_medians(strong[members][:, pattern]) >= settings.cluster_margin)
+                  | (column_medians(weak[members][:, pattern]) >= settings.cluster_margin_sd))
         if not beyond.all():
             continue  # a smear across a threshold, not a population beyond it
         cores.append((c, members, pattern, obs, exp, p))
@@ -471,8 +472,8 @@ def classify_plasma_cells(
     clusters: list[dict] = []
     for c, members, pattern, obs, exp, p in sorted(cores, key=lambda t: -t[3]):
         core_z = z[members]
-        centre = np.median(core_z, axis=0)
-        spread = np.maximum(1.4826 * np.median(np.abs(core_z - centre), axis=0), settings.min_spread)
+        centre = column_medians(core_z)
+        spread = np.maximum(1.4826 * column_medians(np.abs(core_z - centre)), settings.min_spread)
         label = len(regions)
         for existing, (e_centre, e_spread) in enumerate(regions):
             sq_c = ((centre - e_centre) / e_spread) ** 2
@@ -506,8 +507,8 @@ def classify_plasma_cells(
                 break
             n_members = int(np.count_nonzero(member))
             grown = z[member]
-            grown_centre = np.median(grown, axis=0)
-            grown_spread = np.maximum(1.4826 * np.median(np.abs(grown - grown_centre), axis=0), settings.min_spread)
+            grown_centre = column_medians(grown)
+            grown_spread = np.maximum(1.4826 * column_medians(np.abs(grown - grown_centre)), settings.min_spread)
         d2[members] = 0.0
         take = member & (d2 < best)
         best[take] = d2[take]
@@ -516,7 +517,7 @@ def classify_plasma_cells(
             clusters[label]["n_core_events"] += obs
             continue
         regions.append((centre, spread))
-        crossed = np.median(strong[members][:, pattern], axis=0) > 0
+        crossed = column_medians(strong[members][:, pattern]) > 0
         aberr = {
             judged[j][1].marker: (("negative" if judged[j][1].expected == "pos" else "positive") if crossed[i]
                                   else ("dim" if judged[j][1].expected == "pos" else "increased"))
