@@ -93,9 +93,13 @@ def median(x: np.ndarray):
     n = x.size
     k = n // 2
     part = np.partition(x, k)
+    if x.dtype not in (np.float32, np.float64):  # integers (a float64 mean), float16 (a float32 mean): np.mean
+        return np.mean(part[k:k + 1]) if n % 2 else np.mean(np.array([part[:k].max(), part[k]], dtype=x.dtype))
     if n % 2:
-        return np.mean(part[k:k + 1])
-    return np.mean(np.array([part[:k].max(), part[k]], dtype=x.dtype))
+        return part[k]  # np.mean of one value: the value, in its dtype
+    # np.mean of two values of a float dtype: their sum in that dtype, then halved in it — the same arithmetic
+    # on numpy scalars, without np.mean's ~10 µs of overhead (the phenotype takes hundreds of medians)
+    return (part[:k].max() + part[k]) / x.dtype.type(2)
 
 
 def column_medians(a: np.ndarray) -> np.ndarray:

@@ -473,11 +473,23 @@ def test_sorted_quantile_is_numpys_quantile(values, f64, repeat, q):
 
 
 @settings(max_examples=120, deadline=None)
-@given(values=st.lists(finite32, min_size=1, max_size=400), f64=st.booleans(), repeat=st.integers(1, 3))
-def test_median_is_numpys_median(values, f64, repeat):
-    x = np.array(values * repeat, dtype=np.float64 if f64 else np.float32)
+@given(values=st.lists(finite32, min_size=1, max_size=400), dtype=st.sampled_from([np.float32, np.float64, np.float16]),
+       repeat=st.integers(1, 3))
+def test_median_is_numpys_median(values, dtype, repeat):
+    """The same value, dtype and type as np.median — an even count's two middle values summed in the data's
+    precision (float32 may overflow to inf, as numpy), float16 (numpy averages it in float32) included."""
+    with np.errstate(all="ignore"):
+        x = np.array(values * repeat, dtype=dtype)
+        want, got = np.median(x), median(x)
+    assert np.array_equal(got, want, equal_nan=True) and type(got) is type(want)
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(st.integers(-2**40, 2**40), min_size=1, max_size=50))
+def test_median_of_integers_is_numpys_float64_median(values):
+    x = np.array(values, dtype=np.int64)
     want, got = np.median(x), median(x)
-    assert got == want and np.asarray(got).dtype == np.asarray(want).dtype
+    assert got == want and type(got) is type(want)
 
 
 @settings(max_examples=120, deadline=None)
