@@ -66,6 +66,10 @@ class Transform:
         params = self._build_params()
         if not np.all(np.isfinite(params)):
             raise TransformError(f"{type(self).__name__}{self._args()}: parameters give a degenerate scale")
+        # the kernels get a private writable copy: numba compiles a kernel once per argument type, read-only
+        # flag included, and the fused scaling pass (mrdflow.scaling) passes writable parameter rows — one
+        # specialisation of each transform kernel instead of two (~4 s less compilation on a first run)
+        object.__setattr__(self, "_kernel_params", params.copy())
         params.setflags(write=False)
         object.__setattr__(self, "params", params)
 
@@ -87,7 +91,7 @@ class Transform:
                 f"found {out.shape} {out.dtype} (C-contiguous: {out.flags.c_contiguous})"
             )
         kernel = _k.transform_into if forward else _k.inverse_into
-        kernel(np.ascontiguousarray(x).reshape(-1), out.reshape(-1), self.code, self.params)
+        kernel(np.ascontiguousarray(x).reshape(-1), out.reshape(-1), self.code, self._kernel_params)
         return out
 
     def apply(self, x: Any, out: np.ndarray | None = None) -> np.ndarray:

@@ -73,7 +73,7 @@ def unmix_into(events, cols, unmixing, out):
                 out[i, j] = acc
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _transform_rows(src, src_col, events, dst_col, start, stop, code, p):
     # one column of one block (src is (columns, rows) scratch); the code is fixed inside the loop so the branch
     # is hoisted out of it
