@@ -521,6 +521,32 @@ def _environ_restored() -> Iterator[None]:
                 os.environ[key] = value
 
 
+def _warm_workers(client, *, report: bool, echo: Callable[[str], None]) -> dict[str, Any]:
+    """Have worker ``k`` of ``n`` compile, or load from numba's cache, part ``k`` of the kernels the analysis (and
+    the report) call, all at once, before any sample (:mod:`mrdflow.kernels.warmup`): on a first run each kernel is
+    compiled once instead of once per worker. A part that fails only leaves its kernels to their first call."""
+    from distributed import wait
+
+    from mrdflow.kernels.warmup import warm_kernels
+
+    t0 = time.perf_counter()
+    workers = sorted(client.scheduler_info(n_workers=-1).get("workers", {}))
+    futures = [client.submit(warm_kernels, k, len(workers), report=report, workers=[w], allow_other_workers=False,
+                             pure=False, key=f"mrdflow-kernel-warmup-{k}-{uuid.uuid4().hex}")
+               for k, w in enumerate(workers)]
+    wait(futures)
+    problems: list[str] = []
+    for future in futures:
+        if future.status == "finished":
+            problems.extend(future.result())
+        else:
+            problems.append(f"a worker's warm-up failed ({type(future.exception()).__name__}: {future.exception()})")
+        future.release()
+    if problems:
+        echo(f"note: {len(problems)} kernel warm-up problem(s), those kernels compile on first use: {problems[0]}")
+    return {"workers": len(workers), "seconds": round(time.perf_counter() - t0, 3), "problems": problems}
+
+
 def _execute(tasks: list[SampleTask], record: Callable[[SampleOutcome], None], *, workers: int | None,
              scheduler: str | None, retries: int, echo: Callable[[str], None],
              task_fn: Callable[[SampleTask], SampleOutcome] | None = None,
@@ -568,6 +594,8 @@ def _execute(tasks: list[SampleTask], record: Callable[[SampleOutcome], None], *
             if link:
                 echo(f"Dask dashboard: {link}")
                 info["dashboard"] = link
+            if task_fn is analyze_task:
+                info["kernel_warmup"] = _warm_workers(client, report=any(t.report_path for t in tasks), echo=echo)
             futures = {client.submit(task_fn, t, key=f"mrdflow-sample-{uuid.uuid4().hex}", retries=retries,
                                      pure=False): t for t in tasks}
             for future in as_completed(futures):

@@ -62,6 +62,8 @@ def test_local_cluster_gives_the_in_process_results(batch, tmp_path, capsys):
     run = json.loads((out / "run.json").read_text())
     assert run["execution"]["mode"] == "local" and run["execution"]["workers"] == 2
     assert run["execution"]["numba_threads"] >= 1
+    # each of the two workers built its share of the kernels before the first sample
+    assert run["execution"]["kernel_warmup"]["workers"] == 2 and run["execution"]["kernel_warmup"]["problems"] == []
     workers = {s["worker"] for s in run["samples"]}
     assert all(w.startswith("tcp://127.0.0.1:") for w in workers)
     assert "Dask dashboard: http" in capsys.readouterr().out
