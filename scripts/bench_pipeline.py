@@ -75,6 +75,7 @@ from mrdflow.pipeline import analyze_sample
 from mrdflow.panel import load_panel
 panel = load_panel({panel!r})
 import mrdflow.kernels, mrdflow.gating.engine, mrdflow.qc.time, mrdflow.mrd  # imports count as baseline
+import scipy.stats  # so does the one the analysis imports lazily (Fisher's exact test on a light-chain excess, ~45 MB)
 if {warm!r}:
     analyze_sample([{warm!r}], panel)  # a worker's steady state: numba code loaded, template parsed
 before = hwm()
