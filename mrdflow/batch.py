@@ -521,26 +521,37 @@ def _environ_restored() -> Iterator[None]:
                 os.environ[key] = value
 
 
+#: longest wait for the workers' kernel warm-up (a cold compile takes ~25 s of one core) before samples start
+_WARMUP_WAIT_SECONDS = 600
+
+
 def _warm_workers(client, *, report: bool, echo: Callable[[str], None]) -> dict[str, Any]:
     """Have worker ``k`` of ``n`` compile, or load from numba's cache, part ``k`` of the kernels the analysis (and
     the report) call, all at once, before any sample (:mod:`mrdflow.kernels.warmup`): on a first run each kernel is
     compiled once instead of once per worker. A part that fails only leaves its kernels to their first call."""
-    from distributed import wait
+    from distributed import TimeoutError as DaskTimeoutError, wait
 
     from mrdflow.kernels.warmup import warm_kernels
 
     t0 = time.perf_counter()
     workers = sorted(client.scheduler_info(n_workers=-1).get("workers", {}))
-    futures = [client.submit(warm_kernels, k, len(workers), report=report, workers=[w], allow_other_workers=False,
+    # a preference, not a restriction: a part whose worker is lost (and respawned under another address) still
+    # runs somewhere instead of waiting for a worker that will never come back
+    futures = [client.submit(warm_kernels, k, len(workers), report=report, workers=[w], allow_other_workers=True,
                              pure=False, key=f"mrdflow-kernel-warmup-{k}-{uuid.uuid4().hex}")
                for k, w in enumerate(workers)]
-    wait(futures)
+    try:
+        wait(futures, timeout=_WARMUP_WAIT_SECONDS)
+    except DaskTimeoutError:  # asyncio's (a builtin TimeoutError only from Python 3.11)
+        pass  # unusually slow: the samples queue behind the parts still running
     problems: list[str] = []
     for future in futures:
         if future.status == "finished":
             problems.extend(future.result())
-        else:
+        elif future.status == "error":
             problems.append(f"a worker's warm-up failed ({type(future.exception()).__name__}: {future.exception()})")
+        else:
+            problems.append(f"a worker's warm-up was still running after {_WARMUP_WAIT_SECONDS} s")
         future.release()
     if problems:
         echo(f"note: {len(problems)} kernel warm-up problem(s), those kernels compile on first use: {problems[0]}")

@@ -69,6 +69,21 @@ def test_local_cluster_gives_the_in_process_results(batch, tmp_path, capsys):
     assert "Dask dashboard: http" in capsys.readouterr().out
 
 
+def test_samples_do_not_wait_for_a_slow_kernel_warm_up(batch, tmp_path, monkeypatch):
+    """The warm-up only saves compile time: when it has not finished in time the samples start anyway (queued
+    behind it), with the same results."""
+    import mrdflow.batch as batch_module
+
+    panel, ref = batch
+    monkeypatch.setattr(batch_module, "_WARMUP_WAIT_SECONDS", 0)
+    out = tmp_path / "out"
+    assert main(["run", str(panel), "--out", str(out), "--workers", "2", "--no-reports"]) == 1
+    _same_results(out, ref)
+    warmup = json.loads((out / "run.json").read_text())["execution"]["kernel_warmup"]
+    assert warmup["workers"] == 2
+    assert all(p.startswith("a worker's warm-up was still running") for p in warmup["problems"])
+
+
 def test_a_sample_whose_worker_dies_is_retried_on_a_new_worker(batch, tmp_path):
     from mrdflow.batch import run_batch
     from tests.batch_data import die_once
