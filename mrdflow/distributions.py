@@ -3,7 +3,7 @@
 
 ``import scipy.stats`` costs ~0.8 s per process (with :mod:`scipy.signal`), paid by every batch worker and
 every ``mrdflow`` command; these are the same expressions scipy.stats evaluates (``chi2._ppf``,
-``poisson._sf``), so the same floats — checked against scipy.stats in ``tests/test_peaks.py``.
+``poisson._sf``), so the same floats — checked against scipy.stats in ``tests/test_peaks_and_distributions.py``.
 """
 
 from __future__ import annotations

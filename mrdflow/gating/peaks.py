@@ -3,7 +3,7 @@
 Importing :mod:`scipy.signal` costs ~0.65 s per process (it imports most of :mod:`scipy.stats`), which every
 batch worker and every ``mrdflow`` command would pay for this one call on a few hundred histogram bins.
 The rules are scipy's (``_local_maxima_1d`` and ``_peak_prominences`` with no window), checked against it
-in ``tests/test_peaks.py``:
+in ``tests/test_peaks_and_distributions.py``:
 
 * a peak is a run of one or more equal samples with a strictly smaller sample on each side; its index is
   the run's middle, rounded down. A run that touches either end of ``x`` is not a peak;
