@@ -22,7 +22,6 @@ from scipy import special
 
 from mrdflow.distributions import chi2_ppf
 from mrdflow.gating.peaks import find_peaks
-
 from mrdflow.quantiles import median, sorted_histogram, sorted_quantile, sorted_within
 
 __all__ = [

@@ -56,7 +56,7 @@ class Image:
 
 #: the title's height (axes fraction) given explicitly: where matplotlib would put it anyway when no ticks, label or
 #: offset text sit on top of the axes, but without the ~25 ms per figure it spends measuring the y tick labels to
-#: check (a quarter of a report's rendering). Not for the time trace, whose rate axis may carry an offset text.
+#: check (a sixth of a report's rendering). Not for the time trace, whose rate axis may carry an offset text.
 _TITLE_Y = 1.0
 
 
