@@ -61,8 +61,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from mrdflow.fcs import read_fcs  # noqa: E402
-from mrdflow.provenance import sha256_file  # noqa: E402
 from mrdflow.panel import load_panel  # noqa: E402
+from mrdflow.provenance import sha256_file  # noqa: E402
 
 RSS_CHILD = """
 import sys
@@ -282,7 +282,6 @@ def main() -> int:
         # the ratio's floor on this machine for the analysis as it is: its CPU work spread over every core
         print(f"  its CPU work: {cpu_ours:.3f} core-s; spread perfectly over the {cores} core(s) ≥ "
               f"{cpu_ours / cores:.3f} s = {cpu_ours / cores / t_floor:.1f}× np.fromfile (each step on every core)")
-        sha_s, _, _ = best_of(lambda: sha256_file(big), 3)
         if not args.no_flowkit:
             t_fk, same, n_pops = flowkit_baseline(panel_path, big)
             print(f"FlowKit read+comp+logicle+gate (fixed)     : {t_fk:8.3f} s   ours is {t_fk / t_ours:.1f}× faster "
@@ -330,6 +329,7 @@ def main() -> int:
                 print(f"  steady state, each worker's first sample left out: {r1:.2f} s per sample alone, {r2:.2f} s "
                       f"side by side = {2 * r1 / r2:.2f}× throughput; a worker's first sample took {f1:.2f} s alone, "
                       f"{f2:.2f} s with two starting together (imports, numba's cached machine code)")
+            sha_s, _, _ = best_of(lambda: sha256_file(big), 3)
             print(f"  each sample's input is also hashed (SHA-256, run.json provenance and the --resume key): "
                   f"{sha_s:.3f} s of one core per {length / 1e6:.0f} MB file here, which a lone worker runs on another "
                   f"core while it reads, and 2 workers on 2 cores must fit beside their analyses")

@@ -59,7 +59,6 @@ import numpy as np
 
 from mrdflow.distributions import chi2_ppf, poisson_sf
 from mrdflow.errors import AnalysisError
-from mrdflow.quantiles import column_medians
 from mrdflow.gating.pc_markers import (
     NORMAL_PC_PATTERN,
     MarkerBoundary,
@@ -67,6 +66,8 @@ from mrdflow.gating.pc_markers import (
     MarkerRule,
     marker_boundary,
 )
+from mrdflow.quantiles import column_medians
+
 
 @dataclass(frozen=True)
 class PhenotypeSettings:
